@@ -1,0 +1,40 @@
+# Two commands on a fresh machine:  make run   |   make test
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.raddino-installed
+PROFILE ?= cpu
+OUT ?= runs/$(PROFILE)
+
+.PHONY: setup run test lint smoke bench clean
+
+# (Re)install when the venv is missing or pyproject.toml changed since.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name raddino --display-name "raddino (Python 3)" >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/raddino run --profile $(PROFILE) --out $(OUT) --resume
+
+smoke: setup
+	$(BIN)/raddino run --profile smoke --out runs/smoke --resume
+
+test: setup
+	$(BIN)/ruff check raddino_lib tests benchmarks
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
+
+lint: setup
+	$(BIN)/ruff check raddino_lib tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/phantoms.py
+	$(BIN)/python benchmarks/extract.py
+	$(BIN)/python benchmarks/pretrain_step.py
+
+clean:
+	rm -rf runs .pytest_cache

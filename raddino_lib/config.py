@@ -1,0 +1,122 @@
+"""Named profiles: one set of notebook parameters per kind of machine.
+
+A profile is a flat dictionary of parameters for each notebook. The pipeline
+(``raddino run --profile NAME``) adds the artifact paths that connect the
+notebooks (dataset manifest, checkpoints, feature cache) and passes each
+dictionary to papermill. Values here are the profile's defaults; the
+notebooks' own ``parameters`` cells hold the smoke-sized defaults used when a
+notebook is opened by hand.
+
+| profile | where                    | backbone              | image | data                  |
+|---------|--------------------------|-----------------------|-------|-----------------------|
+| smoke   | CI, 2 CPU cores          | tiny ViT, 4 blocks    | 64    | a few hundred phantoms|
+| cpu     | a laptop                 | tiny ViT, 6 blocks    | 96    | thousands of phantoms |
+| gpu     | one GPU                  | ViT-S/14              | 224   | tens of thousands     |
+| paper   | several GPUs (torchrun)  | ViT-B/14 (DINOv2 init)| 518   | real manifests        |
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+# Notebooks in dependency order; the key is the profile section that feeds it.
+NOTEBOOKS: tuple[tuple[str, str], ...] = (
+    ("phantoms", "00_phantoms_tour"),
+    ("pretrain", "01_pretrain_rad_dino"),
+    ("language", "02_language_supervised"),
+    ("classification", "03_classification_probe"),
+    ("segmentation", "04_segmentation_probe"),
+    ("attention", "05_attention_maps"),
+    ("metadata", "06_metadata_correlation"),
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # section -> notebook parameters
+
+    def params(self, section: str) -> dict[str, Any]:
+        """A copy of one notebook's parameters (safe to update)."""
+        if section not in self.sections:
+            raise KeyError(f"profile '{self.name}' has no section '{section}' (known: {sorted(self.sections)})")
+        return copy.deepcopy(self.sections[section])
+
+
+def _backbone(arch: str, patch_size: int, depth: int) -> dict[str, Any]:
+    # depth 0 keeps the arch's own depth (12 for vit_tiny/small/base)
+    return {"arch": arch, "patch_size": patch_size, "depth": depth}
+
+
+def _probes(common: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    probes = ("classification", "segmentation", "attention", "metadata")
+    return {name: {**common, **extra.get(name, {})} for name in probes}
+
+
+SMOKE = Profile(
+    name="smoke",
+    description="every notebook executes on 2 CPU cores in a few minutes (CI)",
+    sections={
+        "phantoms": {"n_images": 320, "image_size": 64, "seed": 0, "balanced": True, "difficulty_epochs": 3},
+        "pretrain": {**_backbone("vit_tiny", 8, 4), "global_crop_size": 64, "local_crop_size": 32,
+                     "n_local_crops": 4, "batch_size": 16, "max_steps": 30, "out_dim": 1024, "seed": 0},
+        "language": {**_backbone("vit_tiny", 8, 4), "image_size": 64, "batch_size": 32, "max_steps": 30, "seed": 0},
+        **_probes({"image_size": 64, "n_boot": 50, "seed": 0},
+                  {"segmentation": {"epochs": 5}, "attention": {"n_images": 4, "interactive": False}}),
+    },
+)
+
+CPU = Profile(
+    name="cpu",
+    description="a laptop: SSL visibly beats random init in about 30 minutes",
+    sections={
+        "phantoms": {"n_images": 3000, "image_size": 96, "seed": 0, "balanced": False, "difficulty_epochs": 8},
+        "pretrain": {**_backbone("vit_tiny", 8, 6), "global_crop_size": 96, "local_crop_size": 48,
+                     "n_local_crops": 6, "batch_size": 32, "max_steps": 600, "out_dim": 4096, "seed": 0},
+        "language": {**_backbone("vit_tiny", 8, 6), "image_size": 96, "batch_size": 64, "max_steps": 400, "seed": 0},
+        **_probes({"image_size": 96, "n_boot": 300, "seed": 0},
+                  {"segmentation": {"epochs": 20}, "attention": {"n_images": 8, "interactive": False}}),
+    },
+)
+
+GPU = Profile(
+    name="gpu",
+    description="one GPU: the paper's claims on phantoms",
+    sections={
+        "phantoms": {"n_images": 30000, "image_size": 224, "seed": 0, "balanced": False, "difficulty_epochs": 10},
+        "pretrain": {**_backbone("vit_small", 14, 0), "global_crop_size": 224, "local_crop_size": 98,
+                     "n_local_crops": 8, "batch_size": 128, "max_steps": 20000, "out_dim": 65536, "seed": 0},
+        "language": {**_backbone("vit_small", 14, 0), "image_size": 224, "batch_size": 256, "max_steps": 10000,
+                     "seed": 0},
+        **_probes({"image_size": 224, "n_boot": 1000, "seed": 0},
+                  {"segmentation": {"epochs": 30}, "attention": {"n_images": 12, "interactive": False}}),
+    },
+)
+
+PAPER = Profile(
+    name="paper",
+    description="several GPUs with torchrun: RAD-DINO recipe on real manifests from DINOv2 weights",
+    sections={
+        # The paper profile expects a real manifest (pass --manifest) and DINOv2
+        # or RAD-DINO weights (pass --init-weights); phantoms are a fallback.
+        "phantoms": {"n_images": 30000, "image_size": 518, "seed": 0, "balanced": False, "difficulty_epochs": 10},
+        "pretrain": {**_backbone("vit_base", 14, 0), "global_crop_size": 518, "local_crop_size": 224,
+                     "n_local_crops": 8, "batch_size": 40, "max_steps": 35000, "out_dim": 65536, "seed": 0,
+                     "preset": "rad-dino"},
+        "language": {**_backbone("vit_base", 14, 0), "image_size": 518, "batch_size": 128, "max_steps": 20000,
+                     "seed": 0},
+        **_probes({"image_size": 518, "n_boot": 1000, "seed": 0},
+                  {"segmentation": {"epochs": 30}, "attention": {"n_images": 12, "interactive": False}}),
+    },
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, CPU, GPU, PAPER)}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise KeyError(f"unknown profile '{name}': choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]

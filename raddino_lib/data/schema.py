@@ -1,0 +1,79 @@
+"""The common vocabulary every manifest speaks: findings, anatomy, columns.
+
+Real dataset builders map their own label names onto ``FINDINGS``; the
+phantom generator writes them directly. Nothing downstream reads any other
+label names.
+"""
+
+from __future__ import annotations
+
+# The 14 ChestX-ray14 findings, in the order of the NIH release.
+CXR14_FINDINGS: tuple[str, ...] = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Effusion",
+    "Emphysema",
+    "Fibrosis",
+    "Hernia",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pleural_Thickening",
+    "Pneumonia",
+    "Pneumothorax",
+)
+
+# Every label a manifest may carry: the 14 findings, "No Finding" and
+# "Support Devices" (CheXpert / MIMIC vocabulary, also drawn by the phantoms).
+FINDINGS: tuple[str, ...] = CXR14_FINDINGS + ("No Finding", "Support Devices")
+
+# Anatomy masks the phantoms provide for segmentation probing.
+ANATOMY: tuple[str, ...] = ("left_lung", "right_lung", "heart")
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SEXES: tuple[str, ...] = ("M", "F")
+VIEWS: tuple[str, ...] = ("PA", "AP", "LATERAL")
+
+AGE_RANGE: tuple[float, float] = (0.0, 120.0)  # valid ages in years
+
+# Columns every manifest has (values may be empty where a dataset lacks them,
+# except image_id, path, patient_id and split).
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "image_id",  # unique within the manifest
+    "path",  # image path, relative to the manifest's folder (or absolute)
+    "patient_id",
+    "study_id",
+    "split",  # one of SPLITS; patient-level
+    "age",  # years, float; empty if unknown
+    "sex",  # one of SEXES; empty if unknown
+    "view",  # one of VIEWS; empty if unknown
+    "site",  # acquisition site / source dataset
+)
+
+# Optional columns with a fixed meaning.
+OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "bmi",  # body-mass index, phantoms only
+    "report",  # free-text report (FINDINGS + IMPRESSION)
+    "original_labels",  # the source dataset's own label string, kept verbatim
+    "dataset",  # name of the dataset card that produced the row
+)
+
+
+def label_column(finding: str) -> str:
+    """Manifest column of a finding's label: 1 present, 0 absent, -1 uncertain, empty unknown."""
+    return f"label_{finding}"
+
+
+def reported_column(finding: str) -> str:
+    """Manifest column of what the report states about a finding (phantoms): 1, 0 or -1."""
+    return f"reported_{finding}"
+
+
+def mask_column(structure: str) -> str:
+    """Manifest column holding a mask path (relative, like ``path``) or empty."""
+    return f"mask_{structure}"
+
+
+LABEL_COLUMNS: tuple[str, ...] = tuple(label_column(f) for f in FINDINGS)
