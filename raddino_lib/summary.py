@@ -1,0 +1,92 @@
+"""The run summary: every notebook's ``table`` merged into one paper-style view.
+
+``summary.json`` keeps everything (tables per notebook, wall times, profile);
+``summary.md`` shows a headline table (encoder × task, value [95% CI]) and
+then each notebook's full table and wall time.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from raddino_lib import atomic
+from raddino_lib.config import NOTEBOOKS
+from raddino_lib.results import RESULTS_NAME, read_results
+
+# (notebook, metric, column title): the tasks of the paper's comparison.
+HEADLINE: tuple[tuple[str, str, str], ...] = (
+    ("03_classification_probe", "cls_macro_auroc", "findings AUROC (linear, CLS)"),
+    ("03_classification_probe", "knn_macro_auroc", "findings AUROC (kNN)"),
+    ("04_segmentation_probe", "dice_mean", "segmentation Dice"),
+    ("05_attention_maps", "attn_mass_in_lesion", "attention mass in lesion"),
+    ("06_metadata_correlation", "age_r2", "age R²"),
+    ("06_metadata_correlation", "sex_auroc", "sex AUROC"),
+)
+
+
+def format_metric(cell: dict[str, Any] | float | None) -> str:
+    """``0.812 [0.781, 0.840]`` from a results.metric cell; "–" when absent."""
+    if cell is None:
+        return "–"
+    if not isinstance(cell, dict):
+        cell = {"value": cell}
+    value = cell.get("value")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = f"{value:.3f}"
+    lo, hi = cell.get("ci_low"), cell.get("ci_high")
+    if lo is not None and hi is not None:
+        text += f" [{lo:.3f}, {hi:.3f}]"
+    return text
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def collect_tables(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """notebook -> encoder -> metric -> cell, for every notebook that wrote results."""
+    tables = {}
+    for _, name in NOTEBOOKS:
+        if (out / name / RESULTS_NAME).is_file():
+            tables[name] = read_results(out / name).get("table", {})
+    return tables
+
+
+def headline_rows(tables: dict[str, dict[str, dict[str, Any]]]) -> tuple[list[str], list[list[str]]]:
+    columns = [(nb, m, title) for nb, m, title in HEADLINE if any(m in enc for enc in tables.get(nb, {}).values())]
+    encoders: list[str] = []
+    for nb, _, _ in columns:
+        encoders += [e for e in tables[nb] if e not in encoders]
+    rows = [[enc] + [format_metric(tables[nb].get(enc, {}).get(m)) for nb, m, _ in columns] for enc in encoders]
+    return ["encoder"] + [title for _, _, title in columns], rows
+
+
+def render_markdown(profile: str, tables: dict, timings: dict[str, float]) -> str:
+    header, rows = headline_rows(tables)
+    parts = [f"# raddino run summary — profile `{profile}`", "",
+             "Values are on the test split, with 95% patient-level bootstrap intervals in brackets.", ""]
+    parts += ["## The comparison", "", markdown_table(header, rows) if rows else "(no probe results)", ""]
+    for name, table in tables.items():
+        if not table:
+            continue
+        metrics = sorted({m for enc in table.values() for m in enc})
+        body = [[enc] + [format_metric(table[enc].get(m)) for m in metrics] for enc in table]
+        parts += [f"## {name}", "", markdown_table(["encoder"] + metrics, body), ""]
+    total = sum(t for t in timings.values() if not math.isnan(t))
+    time_rows = [[name, "–" if math.isnan(t) else f"{t:.0f}"] for name, t in timings.items()]
+    parts += ["## Wall time", "", markdown_table(["notebook", "seconds"], time_rows + [["total", f"{total:.0f}"]]), ""]
+    return "\n".join(parts)
+
+
+def write_summary(out: Path, profile: str, timings: dict[str, float]) -> dict[str, Any]:
+    tables = collect_tables(out)
+    summary = {"profile": profile, "tables": tables, "wall_time_s": timings,
+               "total_wall_time_s": sum(t for t in timings.values() if not math.isnan(t))}
+    atomic.write_json(out / "summary.json", summary)
+    atomic.write_text(out / "summary.md", render_markdown(profile, tables, timings))
+    return summary

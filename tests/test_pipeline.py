@@ -1,0 +1,114 @@
+"""The papermill pipeline, on stand-in notebooks that only pass artifacts along.
+
+The real notebooks are executed in tests/test_notebooks.py; here we check
+the orchestration: parameter passing, artifacts, resume, failure reports and
+the summary, quickly.
+"""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from raddino_lib.config import NOTEBOOKS
+from raddino_lib.pipeline import PipelineError, RunOptions, notebook_parameters, parse_overrides, run_pipeline
+
+ARTIFACTS = {"phantoms": {"manifest": "data/manifest.csv"},
+             "pretrain": {"backbone": "ssl.safetensors", "backbone_init": "init.safetensors"},
+             "language": {"image_encoder": "clip.safetensors"}}
+
+
+def _stand_in(section: str, params: dict, fail: bool = False) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "raddino", "display_name": "raddino (Python 3)", "language": "python"}
+    declared = "\n".join(f"{k} = {v!r}" for k, v in params.items())
+    cell = nbformat.v4.new_code_cell(declared)
+    cell.metadata["tags"] = ["parameters"]
+    body = [
+        "import json, pathlib",
+        "from raddino_lib.results import write_results, metric",
+        f"artifacts = {ARTIFACTS.get(section, {})!r}",
+        "received = {k: v for k, v in dict(globals()).items() if k in " + repr(sorted(params)) + "}",
+        "table = {'ssl': {'cls_macro_auroc': metric(0.8, 0.7, 0.9)}, 'random': {'age_r2': metric(0.1)}}",
+        "write_results(output_dir, {'artifacts': artifacts, 'received': received, 'table': table})",
+    ]
+    if fail:
+        body.insert(0, "raise RuntimeError('planted failure')")
+    nb.cells = [nbformat.v4.new_markdown_cell("# stand-in"), cell, nbformat.v4.new_code_cell("\n".join(body))]
+    return nb
+
+
+def _write_stand_ins(folder: Path, options: RunOptions, fail_section: str = "") -> None:
+    artifacts: dict[str, str] = {}
+    for section, name in NOTEBOOKS:
+        params = notebook_parameters(options, section, options.out / name, artifacts)
+        nbformat.write(_stand_in(section, params, fail=section == fail_section), folder / f"{name}.ipynb")
+        artifacts.update(ARTIFACTS.get(section, {}))
+
+
+@pytest.fixture
+def options(tmp_path):
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    opts = RunOptions(profile="smoke", out=tmp_path / "run", notebook_dir=nb_dir)
+    _write_stand_ins(nb_dir, opts)
+    return opts
+
+
+def test_artifacts_flow_into_later_notebooks_and_summary_is_written(options):
+    summary = run_pipeline(options, log=lambda _: None)
+    received = json.loads((options.out / "03_classification_probe" / "results.json").read_text())["received"]
+    assert received["manifest"] == "data/manifest.csv"
+    assert received["ssl_encoder"] == "ssl.safetensors"
+    assert received["random_encoder"] == "init.safetensors"
+    assert received["language_encoder"] == "clip.safetensors"
+    assert received["feature_cache_dir"] == str(options.out / "features")
+    assert set(summary["wall_time_s"]) == {name for _, name in NOTEBOOKS}
+    md = (options.out / "summary.md").read_text()
+    assert "| ssl | 0.800 [0.700, 0.900] |" in md
+    assert (options.out / "05_attention_maps" / "05_attention_maps.ipynb").is_file()
+
+
+def test_resume_skips_complete_notebooks_and_reruns_changed_ones(options):
+    run_pipeline(options, log=lambda _: None)
+    lines: list[str] = []
+    options.resume = True
+    run_pipeline(options, log=lines.append)
+    assert all("complete, skipped" in line for line in lines)
+    options.overrides = {"segmentation": {"epochs": 7}}
+    _write_stand_ins(options.notebook_dir, options)
+    lines.clear()
+    run_pipeline(options, log=lines.append)
+    rerun = [line for line in lines if "running" in line]
+    assert rerun == ["[5/7] 04_segmentation_probe: running ..."]
+
+
+def test_failure_names_notebook_and_cell_and_keeps_partial_output(options):
+    _write_stand_ins(options.notebook_dir, options, fail_section="language")
+    with pytest.raises(PipelineError, match=r"notebook 02_language_supervised failed in cell \d+ \(RuntimeError: "
+                                            r"planted failure\)"):
+        run_pipeline(options, log=lambda _: None)
+    assert (options.out / "02_language_supervised" / "02_language_supervised.ipynb").is_file()
+    assert not (options.out / "02_language_supervised" / "done.json").exists()
+
+
+def test_undeclared_profile_parameter_is_an_error(options):
+    options.overrides = {"phantoms": {"not_a_parameter": 1}}
+    with pytest.raises(PipelineError, match=r"00_phantoms_tour: profile 'smoke' passes parameters the notebook does "
+                                            r"not declare: \['not_a_parameter'\]"):
+        run_pipeline(options, log=lambda _: None)
+
+
+def test_overrides_parse_json_values():
+    assert parse_overrides(["pretrain.max_steps=100", "phantoms.balanced=true", "x.name=abc"]) == {
+        "pretrain": {"max_steps": 100}, "phantoms": {"balanced": True}, "x": {"name": "abc"}}
+    with pytest.raises(ValueError, match="expected SECTION.PARAM=VALUE"):
+        parse_overrides(["max_steps=100"])
+
+
+def test_unknown_profile_and_missing_manifest_fail_early(tmp_path):
+    with pytest.raises(KeyError, match="unknown profile 'huge'"):
+        RunOptions(profile="huge", out=tmp_path)
+    with pytest.raises(FileNotFoundError, match="--manifest .*nope.csv: no such file"):
+        RunOptions(profile="smoke", out=tmp_path, manifest=str(tmp_path / "nope.csv"))
