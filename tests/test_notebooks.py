@@ -95,3 +95,93 @@ def test_smoke_run_writes_every_result_and_a_summary(smoke_run):
     md = (out / "summary.md").read_text()
     assert "## The comparison" in md and "## Wall time" in md
     assert set(summary["wall_time_s"]) == set(NAMES)
+
+
+def _cell_ok(cell) -> bool:
+    """A metric() cell: a value in range and, when present, an interval around it."""
+    value, lo, hi = cell["value"], cell.get("ci_low"), cell.get("ci_high")
+    if value is None:
+        return False
+    return lo is None or hi is None or lo - 1e-9 <= value <= hi + 1e-9
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
+def test_smoke_phantoms_tour(smoke_run):
+    out, _ = smoke_run
+    res = _results(out, "00_phantoms_tour")
+    manifest = Path(res["artifacts"]["manifest"])
+    assert manifest.is_file()
+    n_rows = sum(1 for _ in manifest.open()) - 1
+    assert n_rows == get_profile("smoke").params("phantoms")["n_images"]
+    table = res["table"]
+    assert {"random_linear", "supervised_cnn"} <= set(table)
+    for encoder in ("random_linear", "supervised_cnn"):
+        cell = next(iter(table[encoder].values()))
+        assert _cell_ok(cell) and 0.0 <= cell["value"] <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
+def test_smoke_pretraining_writes_loadable_encoders(smoke_run):
+    from raddino_lib.models import load_backbone
+
+    out, _ = smoke_run
+    res = _results(out, "01_pretrain_rad_dino")
+    for key in ("backbone", "backbone_init"):
+        model = load_backbone(res["artifacts"][key])
+        assert model.embed_dim == 192
+    metrics = (Path(res["artifacts"]["run_dir"]) / "metrics.csv").read_text().splitlines()
+    assert len(metrics) - 1 == get_profile("smoke").params("pretrain")["max_steps"]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
+def test_smoke_language_supervised(smoke_run):
+    from raddino_lib.models import load_backbone
+
+    out, _ = smoke_run
+    res = _results(out, "02_language_supervised")
+    load_backbone(res["artifacts"]["image_encoder"])
+    cell = res["table"]["language"]["zeroshot_macro_auroc"]
+    assert _cell_ok(cell) and 0.0 <= cell["value"] <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
+@pytest.mark.parametrize("name, metric", [
+    ("03_classification_probe", "cls_macro_auroc"),
+    ("03_classification_probe", "knn_macro_auroc"),
+    ("04_segmentation_probe", "dice_mean"),
+    ("05_attention_maps", "attn_mass_in_lesion"),
+    ("06_metadata_correlation", "sex_auroc"),
+])
+def test_smoke_probes_compare_the_three_encoders(smoke_run, name, metric):
+    out, _ = smoke_run
+    table = _results(out, name)["table"]
+    assert {"ssl", "random", "language"} <= set(table), f"{name}: encoders {sorted(table)}"
+    for encoder in ("ssl", "random", "language"):
+        cell = table[encoder][metric]
+        assert _cell_ok(cell), f"{name}/{encoder}/{metric}: {cell}"
+        assert 0.0 <= cell["value"] <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
+def test_smoke_segmentation_finds_the_lungs(smoke_run):
+    # The lungs cover a large share of every phantom: even a linear head on random-init
+    # patch tokens must outline them far better than chance (Dice of an empty mask is 0).
+    out, _ = smoke_run
+    table = _results(out, "04_segmentation_probe")["table"]
+    best = max(table[enc]["dice_left_lung"]["value"] for enc in table)
+    assert best > 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
+def test_smoke_metadata_age_is_regression_on_years(smoke_run):
+    out, _ = smoke_run
+    table = _results(out, "06_metadata_correlation")["table"]
+    for encoder, metrics in table.items():
+        assert metrics["age_r2"]["value"] <= 1.0, encoder
+        assert 0.0 < metrics["age_mae"]["value"] < 60.0, encoder
