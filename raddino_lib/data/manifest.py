@@ -1,0 +1,294 @@
+"""The manifest: one CSV row per image, the only thing downstream code reads.
+
+Columns (see ``schema.py`` and ``data_manifests/README.md``): ``REQUIRED_COLUMNS``,
+one ``label_<F>`` per finding F in ``FINDINGS`` (1 present, 0 absent, -1
+uncertain, empty unknown), optional ``bmi``, ``report``, ``original_labels``,
+``dataset``, ``reported_<F>`` and ``mask_<s>`` (s in ``ANATOMY`` or a finding).
+
+``read_manifest`` returns a validated DataFrame: text columns as ``str``
+(empty = unknown), ``age``, ``bmi``, ``label_*`` and ``reported_*`` as float
+(NaN = unknown), plus ``abs_path`` and ``abs_mask_<s>`` (absolute paths or "").
+Errors name the file, the row (1 = first data row under the header), the
+column and what to do.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from raddino_lib.atomic import write_text
+from raddino_lib.data.schema import (
+    AGE_RANGE,
+    ANATOMY,
+    FINDINGS,
+    LABEL_COLUMNS,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    SEXES,
+    SPLITS,
+    VIEWS,
+    label_column,
+    mask_column,
+    reported_column,
+)
+
+NUMERIC_COLUMNS: tuple[str, ...] = ("age", "bmi")
+LABEL_VALUES: frozenset[float] = frozenset({1.0, 0.0, -1.0})
+UNCERTAIN_POLICIES: dict[str, float] = {"zero": 0.0, "ones": 1.0, "ignore": math.nan}  # U-Zeros, U-Ones, ignore
+MAX_LISTED_PROBLEMS = 30  # the error message lists this many problems, then counts the rest
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed; the message lists every problem by file, row and column."""
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None, check_files: bool = True
+                  ) -> pd.DataFrame:
+    """Read and validate a manifest; resolve image and mask paths.
+
+    Relative paths are resolved against ``root`` when given, else against the
+    manifest's folder. With ``check_files`` every image and mask must exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest '{path}' not found (build one with `raddino manifest build` or "
+                            "`raddino phantoms`)")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ManifestError(f"manifest '{path}' is not a readable CSV file ({err})") from err
+    validate_manifest(df, source=str(path))
+    df = _typed(df)
+    base = Path(root) if root is not None else path.parent
+    df["abs_path"] = [_resolve(base, p) for p in df["path"]]
+    for col in _mask_columns(df):
+        df["abs_" + col] = [_resolve(base, p) for p in df[col]]
+    if check_files:
+        _check_files(df, str(path), base, given_root=root is not None)
+    return df
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as float (NaN = empty); add absent label columns as unknown."""
+    df = df.copy()
+    for col in df.columns:
+        if col in NUMERIC_COLUMNS or col.startswith(("label_", "reported_")):
+            df[col] = pd.to_numeric(df[col].replace("", np.nan), errors="raise").astype(float)
+    for col in LABEL_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    return df
+
+
+def _resolve(base: Path, value: str) -> str:
+    if not value:
+        return ""
+    p = Path(value)
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _mask_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith("mask_")]
+
+
+def _check_files(df: pd.DataFrame, source: str, base: Path, given_root: bool) -> None:
+    where = "--root" if given_root else "the manifest's folder"
+    problems = []
+    for col in ["path", *_mask_columns(df)]:
+        for i, (rel, full) in enumerate(zip(df[col], df["abs_" + col if col != "path" else "abs_path"],
+                                            strict=True)):
+            if full and not Path(full).is_file():
+                problems.append(f"{source} row {i + 1}, column '{col}': file '{rel}' not found under {base} "
+                                f"({where}; check the dataset card's root)")
+    _raise_if(problems, source)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def validate_manifest(df: pd.DataFrame, source: str = "manifest.csv") -> None:
+    """Raise ``ManifestError`` listing every problem (row, column, value); return None if valid."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{source}: missing required column(s) {missing} (a manifest needs "
+                            f"{list(REQUIRED_COLUMNS)}; see data_manifests/README.md)")
+    problems = _column_problems(df, source)
+    text = {c: [_text(v) for v in df[c]] for c in df.columns}
+    problems += _id_problems(text, source)
+    problems += _vocab_problems(text, source)
+    problems += _value_problems(text, source)
+    problems += _leak_problems(text, source)
+    _raise_if(problems, source)
+
+
+def _column_problems(df: pd.DataFrame, source: str) -> list[str]:
+    problems = []
+    for col in df.columns:
+        for prefix, known in (("label_", FINDINGS), ("reported_", FINDINGS), ("mask_", ANATOMY + FINDINGS)):
+            if col.startswith(prefix) and col[len(prefix):] not in known:
+                problems.append(f"{source}: column '{col}' names unknown '{col[len(prefix):]}' "
+                                f"(known: {', '.join(known)}); keep unmappable labels in 'original_labels'")
+    return problems
+
+
+def _id_problems(text: dict[str, list[str]], source: str) -> list[str]:
+    problems, seen = [], {}
+    for i, image_id in enumerate(text["image_id"]):
+        if image_id in seen:
+            problems.append(f"{source} row {i + 1}, column 'image_id': duplicate '{image_id}' "
+                            f"(first at row {seen[image_id] + 1}); image ids must be unique")
+        seen.setdefault(image_id, i)
+    for col in ("image_id", "path", "patient_id", "split"):
+        problems += [f"{source} row {i + 1}, column '{col}': empty (required)" for i, v in enumerate(text[col])
+                     if not v]
+    return problems
+
+
+def _vocab_problems(text: dict[str, list[str]], source: str) -> list[str]:
+    problems = []
+    for col, vocab in (("split", SPLITS), ("sex", SEXES), ("view", VIEWS)):
+        problems += [f"{source} row {i + 1}, column '{col}': '{v}' is not one of {list(vocab)}"
+                     for i, v in enumerate(text[col]) if v and v not in vocab]
+    return problems
+
+
+def _value_problems(text: dict[str, list[str]], source: str) -> list[str]:
+    problems = []
+    for col in (c for c in text if c in NUMERIC_COLUMNS):
+        lo, hi = AGE_RANGE if col == "age" else (0.0, math.inf)
+        for i, v in enumerate(text[col]):
+            x = _float(v)
+            if v and (x is None or not lo <= x <= hi):
+                problems.append(f"{source} row {i + 1}, column '{col}': '{v}' is not a number in [{lo}, {hi}] "
+                                "(leave it empty if unknown)")
+    for col in (c for c in text if c.startswith(("label_", "reported_"))):
+        problems += [f"{source} row {i + 1}, column '{col}': '{v}' is not one of 1, 0, -1 or empty"
+                     for i, v in enumerate(text[col]) if v and _float(v) not in LABEL_VALUES]
+    return problems
+
+
+def _leak_problems(text: dict[str, list[str]], source: str) -> list[str]:
+    first: dict[str, tuple[str, int]] = {}
+    problems = []
+    for i, (pid, split) in enumerate(zip(text["patient_id"], text["split"], strict=True)):
+        if not pid or not split:
+            continue
+        seen = first.setdefault(pid, (split, i))
+        if seen[0] != split:
+            problems.append(f"{source} row {i + 1}, column 'split': patient '{pid}' is in '{split}' here and in "
+                            f"'{seen[0]}' at row {seen[1] + 1}; splits must be patient-level (use assign_splits)")
+    return problems
+
+
+def _raise_if(problems: list[str], source: str) -> None:
+    if not problems:
+        return
+    listed = problems[:MAX_LISTED_PROBLEMS]
+    more = len(problems) - len(listed)
+    tail = f"\n  ... and {more} more" if more else ""
+    raise ManifestError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(listed) + tail)
+
+
+def _text(value: object) -> str:
+    """Cell → canonical text ('' for NaN / None; 58.0 → '58')."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return ""
+        if float(value).is_integer():
+            return str(int(value))
+        return format(float(value), ".10g")
+    if isinstance(value, bool | np.bool_):
+        return str(int(value))
+    return str(value).strip() if not isinstance(value, str) else value.strip()
+
+
+def _float(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Validate and write atomically; same rows → same bytes (fixed column order, canonical numbers)."""
+    df = df.drop(columns=[c for c in df.columns if c.startswith("abs_")])
+    validate_manifest(df, source=str(path))
+    columns = _column_order(df.columns)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in zip(*(df[c].tolist() for c in columns), strict=True):
+        writer.writerow([_text(v) for v in row])
+    return write_text(path, buffer.getvalue())
+
+
+def _column_order(columns: Iterable[str]) -> list[str]:
+    present = list(columns)
+    fixed = [*REQUIRED_COLUMNS, *LABEL_COLUMNS, *OPTIONAL_COLUMNS]
+    fixed += [reported_column(f) for f in FINDINGS]
+    fixed += [mask_column(s) for s in ANATOMY + FINDINGS]
+    head = [c for c in fixed if c in present]
+    return head + sorted(set(present) - set(head))
+
+
+def manifest_digest(path: str | os.PathLike) -> str:
+    """Short sha256 (16 hex digits) of the manifest file's bytes; keys feature caches."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- splits and labels
+
+
+def assign_splits(patient_ids: Iterable[str], fractions: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0
+                  ) -> dict[str, str]:
+    """Patient → split ("train", "val", "test"); deterministic in (seed, set of patients), order-free.
+
+    Patients are ranked by sha256(f"{seed}:{patient_id}") and cut at the
+    cumulative fractions, so the sizes match the fractions exactly (rounded)
+    and every image of a patient lands in the same split.
+    """
+    if len(fractions) != len(SPLITS) or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"fractions {tuple(fractions)} must be {len(SPLITS)} non-negative numbers "
+                         f"({', '.join(SPLITS)}) summing to 1")
+    patients = sorted({str(p) for p in patient_ids}, key=lambda p: hashlib.sha256(f"{seed}:{p}".encode()).digest())
+    n = len(patients)
+    bounds = np.round(np.cumsum(fractions) * n).astype(int)
+    bounds[-1] = n
+    out, start = {}, 0
+    for split, stop in zip(SPLITS, bounds, strict=True):
+        out.update({p: split for p in patients[start:stop]})
+        start = max(start, stop)
+    return out
+
+
+def label_matrix(df: pd.DataFrame, findings: Sequence[str] = FINDINGS, uncertain: str = "zero") -> np.ndarray:
+    """(N, F) float labels: 1 / 0, NaN unknown; -1 mapped by ``uncertain``: 'zero' → 0, 'ones' → 1, 'ignore' → NaN."""
+    if uncertain not in UNCERTAIN_POLICIES:
+        raise ValueError(f"uncertain='{uncertain}' is not one of {sorted(UNCERTAIN_POLICIES)}")
+    unknown = [f for f in findings if f not in FINDINGS]
+    if unknown:
+        raise ValueError(f"unknown finding(s) {unknown}; known: {list(FINDINGS)}")
+    out = np.full((len(df), len(findings)), np.nan)
+    for j, finding in enumerate(findings):
+        col = label_column(finding)
+        if col in df.columns:
+            out[:, j] = pd.to_numeric(df[col].replace("", np.nan), errors="coerce").to_numpy(dtype=float)
+    out[out == -1] = UNCERTAIN_POLICIES[uncertain]
+    return out
