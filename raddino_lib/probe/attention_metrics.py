@@ -1,0 +1,137 @@
+"""Does an encoder look where the finding is? Attention maps scored against masks.
+
+Two scores per image, both computed on the patch grid of the map:
+
+* **mass in mask** — the share of the CLS attention (renormalized over patches)
+  that falls inside a mask, each patch weighted by the fraction of its area
+  inside the mask. Uniform attention scores exactly the mask's area fraction:
+  that is the *chance level* reported next to it.
+* **pointing game** (Zhang et al., 2016) — a hit when the most attended patch
+  lies within ``tolerance`` patches of the mask. Its chance level is the share
+  of patches that would be a hit.
+
+Scores are averaged over the images that have the mask (lesion masks exist
+only on images with a localized finding) with patient-level bootstrap CIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raddino_lib.data.schema import ANATOMY, mask_column
+from raddino_lib.probe.bootstrap import patient_bootstrap
+from raddino_lib.results import metric
+from raddino_lib.viz.attention import cls_attention, mean_heads
+
+LUNGS: tuple[str, ...] = ("left_lung", "right_lung")
+
+
+def mask_to_grid(mask: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """Fraction of each patch inside the mask: (N, H, W) in {0, 1} → (N, h, w) in [0, 1]."""
+    return F.adaptive_avg_pool2d(mask.float()[:, None], tuple(grid))[:, 0]
+
+
+def mass_in_mask(attn: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """Share of each map's mass inside the mask: attn (N, h, w) ≥ 0, mask (N, H, W) → (N,)."""
+    frac = mask_to_grid(mask, attn.shape[-2:])  # (N, h, w)
+    a = attn.float()
+    total = a.sum((-1, -2)).clamp_min(1e-12)
+    return ((a * frac).sum((-1, -2)) / total).numpy()
+
+
+def _near_mask(mask: torch.Tensor, grid: Sequence[int], tolerance: int) -> torch.Tensor:
+    """(N, H, W) → (N, h, w) bool: patches within ``tolerance`` patches (Chebyshev) of a mask pixel."""
+    touched = (mask_to_grid(mask, grid) > 0).float()[:, None]  # (N, 1, h, w)
+    if tolerance > 0:
+        touched = F.max_pool2d(touched, 2 * tolerance + 1, stride=1, padding=tolerance)
+    return touched[:, 0] > 0
+
+
+def pointing_hits(attn: torch.Tensor, mask: torch.Tensor, tolerance: int = 1) -> np.ndarray:
+    """Pointing game: is the argmax patch of each map (N, h, w) within ``tolerance`` patches of the mask? → (N,)."""
+    near = _near_mask(mask, attn.shape[-2:], tolerance).flatten(1)  # (N, h*w)
+    top = attn.flatten(1).argmax(dim=1)  # (N,)
+    return near.gather(1, top[:, None])[:, 0].numpy()
+
+
+def pointing_chance(mask: torch.Tensor, grid: Sequence[int], tolerance: int = 1) -> np.ndarray:
+    """Hit rate of a uniformly random patch: the share of patches counted as hits, (N,)."""
+    return _near_mask(mask, grid, tolerance).float().mean((-1, -2)).numpy()
+
+
+def finding_masks(manifest_df: pd.DataFrame) -> list[str]:
+    """Names ``s`` of the non-anatomy ``mask_<s>`` columns (localized findings, e.g. Nodule)."""
+    return [c[len("mask_"):] for c in manifest_df.columns if c.startswith("mask_") and c[len("mask_"):] not in ANATOMY]
+
+
+@dataclass
+class AttentionScores:
+    """Per-image scores of one encoder; nan where the image lacks the mask (e.g. no lesion)."""
+
+    image_ids: list[str] = field(default_factory=list)
+    patient_ids: list[str] = field(default_factory=list)
+    columns: dict[str, list[float]] = field(default_factory=dict)  # score name -> (N,) values
+
+    def add(self, name: str, values: np.ndarray, present: np.ndarray) -> None:
+        self.columns.setdefault(name, []).extend(np.where(present, values, np.nan).tolist())
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"image_id": self.image_ids, "patient_id": self.patient_ids, **self.columns})
+
+
+@torch.no_grad()
+def score_attention(model: nn.Module, batches: Iterable[dict], manifest_df: pd.DataFrame, lesions: Sequence[str],
+                    lungs: Sequence[str] = LUNGS, layer: int = -1, tolerance: int = 1,
+                    device: str = "cpu") -> AttentionScores:
+    """Score the head-averaged CLS attention of ``model`` on batches of a ``ManifestDataset``.
+
+    ``batches`` items carry "image" (B, 3, S, S), "index" (B,) and ``mask_<s>`` (B, S, S) for every
+    ``s`` in ``lesions`` and ``lungs``; the lesion mask is the union of the finding masks.
+    """
+    model = model.to(device).eval()
+    scores = AttentionScores()
+    for batch in batches:
+        attn = mean_heads(cls_attention(model, batch["image"].to(device), layer)).cpu()  # (B, h, w)
+        rows = manifest_df.iloc[batch["index"].tolist()]
+        scores.image_ids += [str(v) for v in rows["image_id"]]
+        scores.patient_ids += [str(v) for v in rows["patient_id"]]
+        for name, parts in (("lesion", lesions), ("lungs", lungs)):
+            if not parts:
+                continue
+            mask = torch.stack([batch[mask_column(s)] for s in parts]).amax(0)  # (B, S, S) union
+            present = mask.flatten(1).amax(1).numpy() > 0
+            scores.add(f"attn_mass_in_{name}", mass_in_mask(attn, mask), present)
+            scores.add(f"attn_mass_in_{name}_chance", mask.float().mean((-1, -2)).numpy(), present)
+            if name == "lesion":
+                scores.add("pointing_game", pointing_hits(attn, mask, tolerance).astype(float), present)
+                scores.add("pointing_game_chance", pointing_chance(mask, attn.shape[-2:], tolerance), present)
+    return scores
+
+
+def summarize_scores(scores: AttentionScores, n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """Mean of every score over the images that have it, with a patient bootstrap CI → {name: metric(...)}.
+
+    Also ``n_<mask>_images`` (plain counts). Scores no image has are reported as ``metric(nan)`` (value None).
+    """
+    df = scores.frame()
+    table: dict[str, dict] = {}
+    for name in scores.columns:
+        rows = df[name].notna().to_numpy()
+        if not rows.any():
+            table[name] = metric(float("nan"))
+            continue
+        est = patient_bootstrap(np.mean, [df[name].to_numpy()[rows]], df["patient_id"].to_numpy()[rows],
+                                n_boot=n_boot, seed=seed)
+        table[name] = metric(est.value, est.ci_low, est.ci_high)
+    for name in ("lesion", "lungs"):
+        col = f"attn_mass_in_{name}"
+        if col in df:
+            table[f"n_{name}_images"] = int(df[col].notna().sum())
+    return table

@@ -1,0 +1,139 @@
+"""CLS attention maps against an explicit softmax(QKᵀ/√d) and timm's own non-fused attention; metrics
+of attention against masks on hand-built maps whose answer is known."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from raddino_lib.models.backbone import create_backbone
+from raddino_lib.probe import attention_metrics as am
+from raddino_lib.viz.attention import (
+    block_attention_input,
+    cls_attention,
+    mean_heads,
+    threshold_attention,
+    upsample_maps,
+)
+
+
+def _tiny(registers: int = 0) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_backbone("vit_tiny", patch_size=8, img_size=32, depth=2, num_register_tokens=registers).eval()
+
+
+def _qk_norm_vit() -> torch.nn.Module:
+    torch.manual_seed(1)
+    return VisionTransformer(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=4, num_classes=0,
+                             qk_norm=True, reg_tokens=1, class_token=True).eval()
+
+
+def _reference(model: torch.nn.Module, images: torch.Tensor, layer: int) -> torch.Tensor:
+    """By hand: run the blocks, project with the qkv weights, softmax(q kᵀ / sqrt(d)), read the CLS row."""
+    with torch.no_grad():
+        x = model.norm_pre(model._pos_embed(model.patch_embed(images)))  # (B, N, D)
+        for blk in model.blocks[:layer % len(model.blocks)]:
+            x = blk(x)
+        blk = model.blocks[layer]
+        y = blk.norm1(x)
+        B, N, D = y.shape
+        H = blk.attn.num_heads
+        d = D // H
+        qkv = y @ blk.attn.qkv.weight.T + blk.attn.qkv.bias  # (B, N, 3D)
+        q = blk.attn.q_norm(qkv[..., :D].reshape(B, N, H, d).transpose(1, 2))  # (B, H, N, d)
+        k = blk.attn.k_norm(qkv[..., D:2 * D].reshape(B, N, H, d).transpose(1, 2))
+        probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d), dim=-1)  # (B, H, N, N)
+        side = int(math.isqrt(N - model.num_prefix_tokens))
+        return probs[:, :, 0, model.num_prefix_tokens:].reshape(B, H, side, side)
+
+
+@pytest.mark.parametrize("make", [_tiny, lambda: _tiny(registers=2), _qk_norm_vit], ids=["plain", "reg2", "qknorm"])
+@pytest.mark.parametrize("layer", [0, -1])
+def test_matches_explicit_softmax_reference(make, layer):
+    model = make()
+    images = torch.randn(2, 3, 32, 32)
+    maps = cls_attention(model, images, layer=layer)
+    assert maps.shape == (2, model.blocks[0].attn.num_heads, 4, 4)
+    torch.testing.assert_close(maps, _reference(model, images, layer), atol=1e-5, rtol=1e-4)
+
+
+def test_fused_model_agrees_with_timm_non_fused_attention_weights():
+    model = _tiny(registers=1)
+    images = torch.randn(2, 3, 32, 32)
+    fused = cls_attention(model, images, layer=1)
+    captured = []
+    for blk in model.blocks:
+        blk.attn.fused_attn = False  # timm then materializes softmax(q kᵀ) and passes it through attn_drop
+    model.blocks[1].attn.attn_drop.register_forward_hook(lambda m, i, o: captured.append(o))
+    with torch.no_grad():
+        model.forward_features(images)
+    n_prefix = model.num_prefix_tokens
+    explicit = captured[0][:, :, 0, n_prefix:].reshape(2, -1, 4, 4)
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-4)
+
+
+def test_block_input_is_timm_forward_intermediates_of_the_previous_block():
+    model = _tiny(registers=2)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = model.forward_intermediates(images, indices=[0], return_prefix_tokens=True, norm=False,
+                                          output_fmt="NLC", output_dict=True)
+        tokens = torch.cat([out["image_intermediates_prefix"][0], out["image_intermediates"][0]], dim=1)
+        expected = model.blocks[1].norm1(tokens)
+        got = block_attention_input(model, images, layer=1)
+    torch.testing.assert_close(got, expected)
+    assert not model.blocks[1].attn._forward_pre_hooks, "hook left behind"
+
+
+def test_maps_are_probabilities_that_lose_the_prefix_share():
+    model = _tiny(registers=2)
+    maps = cls_attention(model, torch.randn(3, 3, 32, 32))
+    assert torch.all(maps >= 0) and torch.all(maps.sum((-1, -2)) < 1.0)
+    assert mean_heads(maps).shape == (3, 4, 4)
+
+
+def test_layer_out_of_range_is_a_clear_error():
+    with pytest.raises(IndexError, match="layer 5"):
+        cls_attention(_tiny(), torch.randn(1, 3, 32, 32), layer=5)
+
+
+def test_threshold_keeps_the_smallest_set_holding_the_mass():
+    m = torch.tensor([[0.1, 0.5], [0.3, 0.1]])
+    assert threshold_attention(m, keep=0.5).tolist() == [[False, True], [False, False]]
+    assert threshold_attention(m, keep=0.6).tolist() == [[False, True], [True, False]]
+    assert threshold_attention(m, keep=1.0).all()
+    batch = threshold_attention(torch.stack([m, m.T]), keep=0.8)  # 0.5 + 0.3 = 0.8 exactly
+    assert batch.sum((-1, -2)).tolist() == [2, 2]
+
+
+def test_upsample_repeats_each_patch():
+    up = upsample_maps(torch.arange(4.0).reshape(1, 2, 2), 4)
+    assert up.shape == (1, 4, 4) and up[0, :2, :2].eq(0).all() and up[0, 2:, 2:].eq(3).all()
+
+
+# --- metrics of attention against masks -----------------------------------------------------------
+
+
+def test_mass_in_mask_on_a_hand_built_map():
+    attn = torch.tensor([[[0.4, 0.1], [0.1, 0.2]]])  # (1, 2, 2); total 0.8
+    mask = torch.zeros(1, 4, 4)
+    mask[0, :2, :2] = 1  # top-left patch (patch size 2)
+    mask[0, 2:, 2] = 1  # half of the bottom-right patch
+    mass = am.mass_in_mask(attn, mask)
+    assert mass[0] == pytest.approx((0.4 + 0.5 * 0.2) / 0.8)
+    assert am.mass_in_mask(torch.ones(1, 2, 2), mask)[0] == pytest.approx(mask.mean().item())  # uniform = chance
+
+
+def test_pointing_game_on_a_known_argmax():
+    attn = torch.zeros(3, 4, 4)
+    attn[:, 0, 0] = 1.0  # argmax at patch (0, 0)
+    mask = torch.zeros(3, 8, 8)  # patch size 2
+    mask[0, 0, 0] = 1  # inside the argmax patch -> hit
+    mask[1, 2:4, 2:4] = 1  # diagonal neighbour (1, 1) -> hit within one patch
+    mask[2, 6:, 6:] = 1  # far corner -> miss
+    np.testing.assert_array_equal(am.pointing_hits(attn, mask, tolerance=1), [True, True, False])
+    np.testing.assert_array_equal(am.pointing_hits(attn, mask, tolerance=0), [True, False, False])
+    chance = am.pointing_chance(mask[2:], attn.shape[-2:], tolerance=0)
+    assert chance[0] == pytest.approx(1 / 16)
