@@ -52,7 +52,8 @@ def make_random_encoder(path: str | Path, arch: str = "vit_tiny", patch_size: in
     """Save a randomly initialised backbone at ``path`` (the "random" baseline when none was given)."""
     import torch
 
-    from raddino_lib.models.backbone import create_backbone, save_backbone
+    from raddino_lib.models.backbone import create_backbone
+    from raddino_lib.models.weights import save_backbone
 
     torch.manual_seed(seed)
     model = create_backbone(arch, patch_size=patch_size, img_size=img_size, depth=depth)
