@@ -47,17 +47,22 @@ def resolve_encoders(ssl: str = "", random: str = "", language: str = "", extra:
     return encoders
 
 
-def make_random_encoder(path: str | Path, arch: str = "vit_tiny", patch_size: int = 8, img_size: int = 64,
-                        depth: int = 4, seed: int = 0) -> Path:
-    """Save a randomly initialised backbone at ``path`` (the "random" baseline when none was given)."""
+def make_random_encoder(path: str | Path, like: str | Path = "", arch: str = "vit_tiny", patch_size: int = 8,
+                        img_size: int = 64, depth: int = 4, seed: int = 0) -> Path:
+    """Save a randomly initialised backbone at ``path``: the "random" floor when none was given.
+
+    ``like``: a checkpoint whose architecture (spec) to copy, so the floor is the same network untrained;
+    empty = a small ``arch``/``patch_size``/``img_size``/``depth`` ViT.
+    """
     import torch
 
-    from raddino_lib.models.backbone import create_backbone
-    from raddino_lib.models.weights import save_backbone
+    from raddino_lib.models.backbone import backbone_from_spec, create_backbone
+    from raddino_lib.models.weights import read_backbone_spec, save_backbone
 
     torch.manual_seed(seed)
-    model = create_backbone(arch, patch_size=patch_size, img_size=img_size, depth=depth)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_backbone(model, path, meta={"note": f"random initialisation, seed {seed}"})
-    return path
+    if like:
+        model = backbone_from_spec(read_backbone_spec(like))
+    else:
+        model = create_backbone(arch, patch_size=patch_size, img_size=img_size, depth=depth)
+    save_backbone(model, path, meta={"note": f"random initialisation (seed {seed})", "like": str(like)})
+    return Path(path)

@@ -1,0 +1,168 @@
+"""Run one probe for several frozen encoders on one manifest; shape the results table.
+
+This is what notebooks 03/04 and ``raddino probe`` call: extract (or reuse
+cached) features per encoder, run the probes, and collect
+``table[encoder][metric] = metric(value, ci_low, ci_high)`` for results.json
+plus the per-finding / per-structure tables behind the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from raddino_lib.data.schema import ANATOMY, FINDINGS, label_column, mask_column
+from raddino_lib.probe.bootstrap import Estimate
+from raddino_lib.probe.classification import DEFAULT_CS, linear_probe
+from raddino_lib.probe.features import extract_features
+from raddino_lib.probe.knn import knn_probe
+from raddino_lib.probe.segmentation import SegConfig, segmentation_probe
+from raddino_lib.results import metric
+
+# probe name in tables -> (kind, feature set)
+CLASSIFICATION_PROBES: dict[str, tuple[str, str]] = {
+    "cls": ("linear", "cls"),  # logistic regression on the CLS token
+    "clsmean": ("linear", "cls+mean_patch"),  # DINOv2 linear eval: CLS ++ mean patch token
+    "knn": ("knn", "cls"),  # DINO's weighted 20-NN on the CLS token
+}
+
+
+def _cell(est: Estimate) -> dict[str, float | None]:
+    return metric(est.value, est.ci_low, est.ci_high)
+
+
+def manifest_findings(df: pd.DataFrame, findings: Sequence[str] | None = None) -> list[str]:
+    """Findings with at least one known label; explicit ``findings`` must all have label columns with values."""
+    if findings is None:
+        return [f for f in FINDINGS if label_column(f) in df.columns and df[label_column(f)].notna().any()]
+    for f in findings:
+        if label_column(f) not in df.columns or not df[label_column(f)].notna().any():
+            raise KeyError(f"manifest has no values in column '{label_column(f)}' for finding '{f}' "
+                           f"(known findings: {', '.join(FINDINGS)})")
+    return list(findings)
+
+
+@dataclass
+class ClassificationComparison:
+    table: dict[str, dict[str, dict]]  # encoder -> "<probe>_macro_auroc|auprc" -> metric cell
+    per_label: pd.DataFrame  # long: encoder, probe, finding, auroc(+ci), auprc(+ci), ...
+    skipped: dict[str, str] = field(default_factory=dict)  # finding -> reason (same for every encoder)
+
+    def per_label_of(self, probe: str = "cls") -> dict[str, pd.DataFrame]:
+        """encoder -> per-finding table of one probe (for plot_label_metric)."""
+        df = self.per_label[self.per_label["probe"] == probe]
+        return {enc: part.reset_index(drop=True) for enc, part in df.groupby("encoder", sort=False)}
+
+    def per_label_results(self) -> dict:
+        """encoder -> probe -> finding -> {"auroc": cell, "auprc": cell} (for results.json)."""
+        out: dict = {}
+        for r in self.per_label.itertuples():
+            out.setdefault(r.encoder, {}).setdefault(r.probe, {})[r.finding] = {
+                "auroc": metric(r.auroc, r.auroc_ci_low, r.auroc_ci_high),
+                "auprc": metric(r.auprc, r.auprc_ci_low, r.auprc_ci_high)}
+        return out
+
+
+def compare_classification(encoders: Mapping[str, str], manifest: str, cache_dir: str | None, image_size: int,
+                           n_boot: int = 1000, seed: int = 0, device: str = "cpu",
+                           findings: Sequence[str] | None = None, cs: Sequence[float] = DEFAULT_CS,
+                           batch_size: int = 64, num_workers: int = 0,
+                           log: Callable[[str], None] = print) -> ClassificationComparison:
+    """Linear (CLS, CLS+mean patch) and kNN probes of every encoder over the manifest's findings."""
+    from raddino_lib.data.manifest import label_matrix, read_manifest
+
+    df = read_manifest(manifest, check_files=False)
+    names = manifest_findings(df, findings)
+    labels, splits, pids = label_matrix(df, names), df["split"].to_numpy(), df["patient_id"].to_numpy()
+    table, rows, skipped = {}, [], {}
+    for enc, path in encoders.items():
+        fs = extract_features(path, manifest, cache_dir, image_size, batch_size, device, num_workers=num_workers)
+        table[enc] = {}
+        for probe, (kind, feats) in CLASSIFICATION_PROBES.items():
+            x = fs.features(feats)
+            res = (linear_probe(x, labels, splits, pids, names, cs, n_boot, seed) if kind == "linear"
+                   else knn_probe(x, labels, splits, pids, names, n_boot=n_boot, seed=seed))
+            table[enc][f"{probe}_macro_auroc"] = _cell(res.macro_auroc)
+            table[enc][f"{probe}_macro_auprc"] = _cell(res.macro_auprc)
+            rows.append(res.per_label.assign(encoder=enc, probe=probe))
+            skipped = res.skipped
+        log(f"{enc}: cls macro AUROC {table[enc]['cls_macro_auroc']['value']:.3f}, "
+            f"kNN {table[enc]['knn_macro_auroc']['value']:.3f}")
+    front = ["encoder", "probe", "finding"]
+    per_label = pd.concat(rows, ignore_index=True)
+    return ClassificationComparison(table, per_label[front + [c for c in per_label if c not in front]], skipped)
+
+
+# ===== segmentation =====
+
+def mask_structures(df: pd.DataFrame, structures: Sequence[str] | None = None) -> list[str]:
+    """Anatomy + findings with a mask column that has masks in both train and test (or check explicit ones)."""
+    def usable(s: str) -> bool:
+        col = mask_column(s)
+        if col not in df.columns:
+            return False
+        has = df[col].astype(str).str.len() > 0
+        return bool(has[df["split"] == "train"].any() and has[df["split"] == "test"].any())
+
+    if structures is None:
+        return [s for s in (*ANATOMY, *FINDINGS) if usable(s)]
+    bad = [s for s in structures if not usable(s)]
+    if bad:
+        raise KeyError(f"no masks in train and test for {bad} (mask columns: "
+                       f"{[c for c in df.columns if c.startswith('mask_')]})")
+    return list(structures)
+
+
+def load_masks(df: pd.DataFrame, structures: Sequence[str], image_size: int, num_workers: int = 0
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, S, size, size) uint8 masks and (N, size, size) images in [0, 1], with the eval geometry."""
+    from torch.utils.data import DataLoader
+
+    from raddino_lib.data.datasets import ManifestDataset
+    from raddino_lib.data.transforms import EvalTransform
+
+    ds = ManifestDataset(df, transform=EvalTransform(image_size, mean=(0.0,), std=(1.0,)), masks=structures)
+    masks, images = [], []
+    for b in DataLoader(ds, batch_size=64, num_workers=num_workers):
+        masks.append(np.stack([b[mask_column(s)].numpy() > 0.5 for s in structures], axis=1).astype(np.uint8))
+        images.append(b["image"][:, 0].numpy())
+    return np.concatenate(masks), np.concatenate(images)
+
+
+@dataclass
+class SegmentationComparison:
+    table: dict[str, dict[str, dict]]  # encoder -> "dice_mean" / "dice_<structure>" -> metric cell
+    per_structure: dict[str, pd.DataFrame]  # encoder -> structure, dice, dice_ci_low, dice_ci_high, n_images
+    structures: list[str]
+    images: np.ndarray  # (n, H, W) first test images, for overlays
+    truth: np.ndarray  # (n, S, H, W)
+    predictions: dict[str, np.ndarray]  # encoder -> (n, S, H, W) probabilities
+
+
+def compare_segmentation(encoders: Mapping[str, str], manifest: str, cache_dir: str | None, image_size: int,
+                         epochs: int = 5, n_boot: int = 1000, seed: int = 0, device: str = "cpu",
+                         structures: Sequence[str] | None = None, batch_size: int = 64, num_workers: int = 0,
+                         keep_predictions: int = 4, log: Callable[[str], None] = print) -> SegmentationComparison:
+    """Linear segmentation head per encoder on its frozen patch grid; test Dice per structure."""
+    from raddino_lib.data.manifest import read_manifest
+
+    df = read_manifest(manifest)
+    names = mask_structures(df, structures)
+    masks, images = load_masks(df, names, image_size, num_workers)
+    splits, pids = df["split"].to_numpy(), df["patient_id"].to_numpy()
+    cfg = SegConfig(epochs=epochs, seed=seed, device=device)
+    table, per_structure, predictions = {}, {}, {}
+    for enc, path in encoders.items():
+        fs = extract_features(path, manifest, cache_dir, image_size, batch_size, device, keep_grid=True,
+                              num_workers=num_workers)
+        res = segmentation_probe(fs.grid, masks, splits, pids, names, cfg, n_boot, seed, keep_predictions)
+        table[enc] = {"dice_mean": _cell(res.dice_mean)}
+        table[enc].update({f"dice_{r.structure}": metric(r.dice, r.dice_ci_low, r.dice_ci_high)
+                           for r in res.table.itertuples()})
+        per_structure[enc], predictions[enc] = res.table, res.predictions
+        log(f"{enc}: mean Dice {res.dice_mean.value:.3f}")
+    test = np.flatnonzero(splits == "test")[:keep_predictions]
+    return SegmentationComparison(table, per_structure, names, images[test], masks[test], predictions)

@@ -1,0 +1,78 @@
+"""The encoder comparison end to end on a tiny hand-made manifest (no phantoms needed)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from raddino_lib.data.manifest import write_manifest
+from raddino_lib.models.backbone import create_backbone
+from raddino_lib.models.weights import save_backbone
+from raddino_lib.probe.compare import compare_classification, compare_segmentation, manifest_findings
+from raddino_lib.probe.encoders import make_random_encoder
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """24 images of 32 px: a bright square (finding 'Mass', mask_Mass) on half of them, a 'lung' mask on all."""
+    root = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(24):
+        img = rng.integers(0, 60, size=(32, 32)).astype(np.uint8)
+        lung = np.zeros((32, 32), np.uint8)
+        lung[4:28, 2:14] = 255
+        img[lung > 0] += 60
+        has = i % 2 == 0
+        mass = np.zeros((32, 32), np.uint8)
+        if has:
+            mass[16:26, 18:28] = 255
+            img[mass > 0] = 250
+        Image.fromarray(img).save(root / f"im{i}.png")
+        Image.fromarray(lung).save(root / f"lung{i}.png")
+        if has:
+            Image.fromarray(mass).save(root / f"mass{i}.png")
+        rows.append({"image_id": f"im{i}", "path": f"im{i}.png", "patient_id": f"p{i // 2}", "study_id": f"s{i}",
+                     "split": ("train", "val", "test", "train")[i // 2 % 4], "age": 50, "sex": "F", "view": "PA",
+                     "site": "toy", "label_Mass": float(has), "label_Nodule": 1.0,
+                     "mask_left_lung": f"lung{i}.png", "mask_Mass": f"mass{i}.png" if has else ""})
+    manifest = write_manifest(pd.DataFrame(rows), root / "manifest.csv")
+    torch.manual_seed(0)
+    a = save_backbone(create_backbone("vit_tiny", patch_size=8, img_size=32, depth=2), root / "a.safetensors")
+    b = make_random_encoder(root / "b.safetensors", like=a, seed=1)
+    return manifest, {"ssl": str(a), "random": str(b)}, root
+
+
+def test_classification_table_has_every_probe_with_intervals_and_skips_all_one_labels(toy):
+    manifest, encoders, root = toy
+    res = compare_classification(encoders, manifest, root / "cache", 32, n_boot=10, log=lambda s: None)
+    assert set(res.table) == {"ssl", "random"}
+    for cells in res.table.values():
+        for name in ("cls_macro_auroc", "clsmean_macro_auroc", "knn_macro_auroc", "cls_macro_auprc"):
+            c = cells[name]
+            assert 0 <= c["value"] <= 1 and c["ci_low"] <= c["value"] <= c["ci_high"]
+    assert "Nodule" in res.skipped and "0 negatives" in res.skipped["Nodule"]
+    assert list(res.per_label_of("knn")) == ["ssl", "random"]
+    assert res.per_label_results()["ssl"]["cls"]["Mass"]["auroc"]["value"] == res.table["ssl"]["cls_macro_auroc"][
+        "value"]
+
+
+def test_findings_must_exist_in_the_manifest(toy):
+    from raddino_lib.data.manifest import read_manifest
+
+    df = read_manifest(toy[0])
+    assert manifest_findings(df) == ["Mass", "Nodule"]
+    with pytest.raises(KeyError, match="label_Edema"):
+        manifest_findings(df, ["Edema"])
+
+
+def test_segmentation_table_and_overlay_arrays(toy):
+    manifest, encoders, root = toy
+    res = compare_segmentation(encoders, manifest, root / "cache", 32, epochs=2, n_boot=10, keep_predictions=2,
+                               log=lambda s: None)
+    assert res.structures == ["left_lung", "Mass"]
+    assert set(res.table["ssl"]) == {"dice_mean", "dice_left_lung", "dice_Mass"}
+    assert res.images.shape == (2, 32, 32) and res.truth.shape == (2, 2, 32, 32)
+    assert res.predictions["random"].shape == (2, 2, 32, 32)
+    assert res.truth[:, 0].sum() > 0
