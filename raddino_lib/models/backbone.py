@@ -8,8 +8,11 @@ that behaves like the DINOv2 / Hugging Face ``Dinov2Model`` encoder:
 * the learned position embedding covers the patch grid only (``no_embed_class``);
   DINOv2's CLS position embedding is a constant, so it is folded into ``cls_token``
   when weights are converted (exactly equivalent in the forward pass);
-* other input sizes interpolate the position embedding like ``Dinov2Model``
-  (bicubic, ``align_corners=False``, no antialias, float32);
+* other input sizes interpolate the position embedding like Hugging Face ``Dinov2Model``
+  (bicubic, ``align_corners=False``, float32; antialiased for models with registers, as
+  ``Dinov2WithRegistersModel`` and DINOv2's reg4 models do). The original DINOv2 code for models without
+  registers resamples with a +0.1 scale offset, so at other sizes it differs slightly from both;
+  at the stored size all agree exactly;
 * an iBOT ``mask_token`` (1, D) replaces masked patch embeddings:
   ``forward_features(x, masks=(B, h*w) bool)``.
 
@@ -64,13 +67,17 @@ class BackboneSpec:
     drop_path_rate: float = 0.0  # stochastic depth; DINOv2 pretraining uses 0.1-0.4
     drop_path_uniform: bool = False  # True: same rate in every block (DINOv2 default); False: linear ramp (timm)
     layer_norm_eps: float = 1e-6  # DINOv2 / timm ViT value
-    pos_interp_antialias: bool = False  # antialias when resampling positions (HF Dinov2WithRegisters: True)
+    # antialiased bicubic when resampling positions; None = True with registers (DINOv2 reg models and HF
+    # Dinov2WithRegistersModel do so), False without (HF Dinov2Model)
+    pos_interp_antialias: bool | None = None
     image_mean: tuple[float, ...] = field(default=IMAGENET_MEAN)  # input normalisation the weights expect
     image_std: tuple[float, ...] = field(default=IMAGENET_STD)
 
     def __post_init__(self) -> None:
         self.image_mean = tuple(float(v) for v in self.image_mean)
         self.image_std = tuple(float(v) for v in self.image_std)
+        if self.pos_interp_antialias is None:
+            self.pos_interp_antialias = self.num_register_tokens > 0
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if self.img_size % self.patch_size:

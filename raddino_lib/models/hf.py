@@ -75,9 +75,10 @@ def export_hf(model: nn.Module, out_dir: str | os.PathLike) -> Path:
     spec: BackboneSpec = model.spec
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    mlp_ratio = int(spec.mlp_ratio) if float(spec.mlp_ratio).is_integer() else spec.mlp_ratio  # HF wants an int
     kwargs = dict(
         hidden_size=spec.embed_dim, num_hidden_layers=spec.depth, num_attention_heads=spec.num_heads,
-        mlp_ratio=spec.mlp_ratio, hidden_act="gelu", layer_norm_eps=spec.layer_norm_eps, image_size=spec.img_size,
+        mlp_ratio=mlp_ratio, hidden_act="gelu", layer_norm_eps=spec.layer_norm_eps, image_size=spec.img_size,
         patch_size=spec.patch_size, qkv_bias=True, layerscale_value=spec.layer_scale_init or 1.0,
         drop_path_rate=0.0, use_swiglu_ffn=False,
     )
