@@ -69,3 +69,18 @@ def test_load_release_style_keys(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="dino_head"):
         load_dino_head(tmp_path / "nope.safetensors")
+
+
+@pytest.mark.parametrize("kw", [{"nlayers": 1}, {"use_bn": True}, {"mlp_bias": False}])
+def test_roundtrip_variants_and_prefix(tmp_path, kw):
+    head = _tiny(**kw).eval()
+    path = tmp_path / "ckpt.safetensors"
+    state = {f"teacher.dino_head.{k}": v.contiguous() for k, v in head.state_dict().items()}
+    state["student.other.weight"] = torch.zeros(2, 2)
+    save_file(state, str(path))
+    loaded = load_dino_head(path, prefix="teacher.dino_head.").eval()
+    assert (loaded.nlayers, loaded.use_bn) == (head.nlayers, head.use_bn)
+    x = torch.randn(3, 16)
+    assert torch.allclose(loaded(x), head(x), atol=1e-6)
+    with pytest.raises(ValueError, match="prefix"):
+        load_dino_head(path, prefix="nothing.")

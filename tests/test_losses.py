@@ -137,3 +137,10 @@ def test_sinkhorn_matches_reference():
     logits = torch.randn(6, 5, generator=torch.Generator().manual_seed(1))
     expected = _reference_sinkhorn(logits.double(), 0.3, 3).float()
     assert torch.allclose(sinkhorn_knopp(logits, 0.3, 3), expected, atol=1e-6)
+
+
+def test_koleo_duplicates_stay_finite():
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    value = KoLeoLoss()(x, eps=1e-8)
+    assert torch.isfinite(value)
+    assert value.item() == pytest.approx(-(2 * math.log(1e-8) + math.log(math.sqrt(2))) / 3, rel=1e-4)

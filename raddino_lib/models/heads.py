@@ -129,19 +129,29 @@ def _to_parametrized_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 
 def load_dino_head(
-    path: str | Path, in_dim: int | None = None, out_dim: int | None = None, strict: bool = True
+    path: str | Path,
+    in_dim: int | None = None,
+    out_dim: int | None = None,
+    strict: bool = True,
+    prefix: str = "",
 ) -> DINOHead:
     """Build a ``DINOHead`` from a safetensors state dict, its sizes read from the tensor shapes.
 
     Accepted keys (after stripping prefixes such as ``dino_head.`` / ``module.``): ``mlp.{i}.weight/bias`` and
     ``last_layer.weight_g/weight_v`` (DINOv2 / RAD-DINO release), ``last_layer.parametrizations.weight.
     original0/1`` (this package) or a plain ``last_layer.weight``. ``in_dim`` / ``out_dim``, when given, are
-    checked against the file. The norm ``g`` keeps the file's values and stays frozen.
+    checked against the file. ``prefix`` (e.g. ``"teacher.dino_head."``) selects one head from a file holding
+    several (a training checkpoint). The norm ``g`` keeps the file's values and stays frozen.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"DINO head weights not found: {path} (expected e.g. dino_head.safetensors)")
-    state = _to_parametrized_keys(_strip_prefixes(load_file(str(path))))
+    state = load_file(str(path))
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not state:
+            raise ValueError(f"{path}: no keys start with prefix {prefix!r}")
+    state = _to_parametrized_keys(_strip_prefixes(state))
     linear_ids = sorted(
         int(m.group(1)) for k, v in state.items() if (m := re.fullmatch(r"mlp\.(\d+)\.weight", k)) and v.ndim == 2
     )
