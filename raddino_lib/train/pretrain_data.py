@@ -6,14 +6,15 @@ batches an uninterrupted single-process run sees:
 - the image order of epoch e is a permutation drawn from ``(seed, e)``;
 - the global batch of step s is positions ``[s*G, (s+1)*G)`` of that order (G = batch_size x world size);
   process r takes the slice ``[r*B, (r+1)*B)``;
-- the crops of image i in epoch e come from RNGs seeded with ``(seed, e, i)`` (whatever the worker);
-- the iBOT masks of step s are drawn for the whole global batch from ``(seed, s)`` and sliced per process.
+- the crops of image i in epoch e come from a generator seeded with ``(seed, e, i)`` (whatever the worker);
+- the iBOT masks of step s are drawn for the whole global batch from ``(seed, s)`` and sliced per process
+  (same semantics as ``data.augment.collate_multicrop``, which draws them per process).
+
+No draw touches the global RNGs, which belong to the model (drop path) and are checkpointed.
 """
 
 from __future__ import annotations
 
-import contextlib
-import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,21 +32,6 @@ N_GLOBAL = 2
 def key_seed(*parts: int) -> int:
     """A 63-bit seed from integers (stable across processes and Python versions)."""
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Seed torch, numpy and ``random`` inside the block; restore the previous states afterwards."""
-    np_state, py_state = np.random.get_state(), random.getstate()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
-        random.seed(seed)
-        try:
-            yield
-        finally:
-            np.random.set_state(np_state)
-            random.setstate(py_state)
 
 
 class PretrainImages(Dataset):
@@ -69,8 +55,7 @@ class PretrainImages(Dataset):
 
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
         step, epoch, i = key
-        with seeded(key_seed(self.seed, epoch, i)):
-            views = self.augment(self.image(i))
+        views = self.augment(self.image(i), generator=torch.Generator().manual_seed(key_seed(self.seed, epoch, i)))
         return {"step": step, "global_crops": views["global_crops"], "local_crops": views["local_crops"]}
 
 

@@ -1,0 +1,87 @@
+"""``raddino pretrain``: every PretrainConfig field is a flag (help text = the field's comment).
+
+    raddino pretrain --manifest data/manifest.csv --out runs/pretrain --preset rad-dino \\
+        --init-weights /weights/dinov2-base --max-steps 35000
+    torchrun --nproc_per_node 4 .venv/bin/raddino pretrain ...      # data-parallel
+    raddino pretrain ... --resume                                     # continue a killed run exactly
+
+Only flags that are given override the preset; ``--preset`` picks the base (``dinov2`` | ``rad-dino``).
+Also registers the language-supervised commands when ``raddino_lib.train.language_cli`` exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import inspect
+import json
+import re
+from typing import Any
+
+from raddino_lib.train.pretrain_config import PRESETS, PretrainConfig
+
+_ALIASES = {"output_dir": ["--out"]}  # extra spellings of a field's flag
+_SKIP = {"preset"}  # set with --preset
+
+
+def field_help() -> dict[str, str]:
+    """Field name -> the comment after it in the PretrainConfig source."""
+    source = inspect.getsource(PretrainConfig)
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+= [^#\n]*#(.*)$", source, re.M)}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    helps = field_help()
+    for f in dataclasses.fields(PretrainConfig):
+        if f.name in _SKIP:
+            continue
+        flags = ["--" + f.name.replace("_", "-")] + _ALIASES.get(f.name, [])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        text = f"{helps.get(f.name, '')} (default: {default})".replace("%", "%%")
+        if f.type in ("bool", bool):
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif "tuple" in str(f.type):
+            parser.add_argument(*flags, dest=f.name, type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                                help=text)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            parser.add_argument(*flags, dest=f.name, type=kind, default=None, help=text)
+
+
+def config_from_args(args: argparse.Namespace) -> PretrainConfig:
+    names = {f.name for f in dataclasses.fields(PretrainConfig)} - _SKIP
+    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return PretrainConfig.from_preset(args.preset, **overrides)
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from raddino_lib.train.pretrain import pretrain
+
+    cfg = config_from_args(args)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    result = pretrain(cfg, progress=not args.no_progress)
+    print(json.dumps({"run_dir": str(result.run_dir), "backbone": str(result.backbone_path),
+                      "backbone_init": str(result.backbone_init_path), **result.final_metrics}, indent=2))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "pretrain", help="DINOv2 / RAD-DINO self-supervised pretraining (DINO + iBOT + KoLeo)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="dinov2", choices=sorted(PRESETS),
+                        help="base settings: 'dinov2' (ssl_default_config) or 'rad-dino' (ViT-B/14, 518 px, Sinkhorn)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, batch jobs)")
+    add_config_arguments(parser)
+    parser.set_defaults(func=run_pretrain)
+    try:
+        language_cli = importlib.import_module("raddino_lib.train.language_cli")
+    except ModuleNotFoundError as err:
+        if err.name != "raddino_lib.train.language_cli":
+            raise
+    else:
+        language_cli.add_parser(subparsers)
