@@ -1,0 +1,71 @@
+"""BRAX (Brazilian labeled chest X-ray dataset): master_spreadsheet_update.csv → manifest rows.
+
+CheXpert-style label columns (CheXpert labeler on Portuguese reports
+translated), 1 / 0 / -1 / blank; -1 kept, blank → the card's blank policy.
+Column names vary between releases, so the first present of each
+alternative is used: image path ``PngPath`` / ``Path`` / ``DicomPath``, sex
+``PatientSex`` / ``Gender``, age ``PatientAge`` / ``Age`` ("85 or more" →
+85), study ``AccessionNumber`` / ``StudyID``. No official split: by patient.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from raddino_lib.data.builders.common import (
+    BuildError,
+    Record,
+    blank_value,
+    fill_blank,
+    map_labels,
+    normalize_age,
+    normalize_sex,
+    normalize_view,
+    original_label_string,
+    read_table,
+    records_to_frame,
+    require_columns,
+    require_file,
+    resolve_images,
+    source_labels,
+)
+
+ALTERNATIVES = {
+    "path": ("PngPath", "Path", "DicomPath"),
+    "sex": ("PatientSex", "Gender"),
+    "age": ("PatientAge", "Age"),
+    "study": ("AccessionNumber", "StudyID"),
+    "view": ("ViewPosition", "View"),
+}
+
+
+def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = False, **_: Any) -> pd.DataFrame:
+    """Manifest rows for the spreadsheet under ``root`` (image paths relative to root)."""
+    path = require_file(root, "master_spreadsheet_update.csv", "master_spreadsheet.csv")
+    df = read_table(path)
+    mapping, blank = card["label_mapping"], blank_value(card)
+    require_columns(df, ("PatientID", *mapping), path)
+    col = {key: _first(df, names, path, required=key == "path") for key, names in ALTERNATIVES.items()}
+    records = []
+    for i, row in enumerate(df.to_dict("records")):
+        source = source_labels(row, mapping, f"{path} row {i + 1}")
+        rel = row[col["path"]].strip().lstrip("/")
+        records.append(Record(
+            image_id=rel, path=rel, patient_id=row["PatientID"], study_id=row.get(col["study"], ""),
+            age=normalize_age(row.get(col["age"], "")), sex=normalize_sex(row.get(col["sex"], "")),
+            view=normalize_view(row.get(col["view"], "")), original_labels=original_label_string(source),
+            labels=map_labels(fill_blank(source, blank), mapping)))
+    records = resolve_images(records, root, card["name"], drop_missing)
+    return records_to_frame(records, card["name"], card["site"], seed=seed)
+
+
+def _first(df: pd.DataFrame, names: tuple[str, ...], path: Path, required: bool) -> str:
+    for name in names:
+        if name in df.columns:
+            return name
+    if required:
+        raise BuildError(f"{path}: none of the columns {list(names)} found (found {list(df.columns)})")
+    return ""

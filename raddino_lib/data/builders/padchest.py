@@ -1,0 +1,75 @@
+"""PadChest: PADCHEST_chest_x_ray_images_labels_160K*.csv → manifest rows.
+
+``Labels`` is a Python-list string ("['pleural effusion', 'cardiomegaly']",
+"['normal']"). The report-derived labels are exhaustive, so every common
+finding the card maps is 0 unless one of its PadChest terms is listed. Images
+(16-bit PNG) are found by ``ImageID`` anywhere under root (the release
+spreads them over numbered folders). Age = study date - birth year. No
+official split: by patient hash.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from raddino_lib.data.builders.common import (
+    BuildError,
+    Record,
+    age_from_dates,
+    mapping_targets,
+    normalize_sex,
+    normalize_view,
+    read_table,
+    records_to_frame,
+    require_columns,
+    resolve_images,
+)
+
+COLUMNS = ("ImageID", "PatientID", "StudyID", "PatientSex_DICOM", "PatientBirth", "StudyDate_DICOM", "Projection",
+           "Labels")
+
+
+def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = False, **_: Any) -> pd.DataFrame:
+    """Manifest rows for the images of the label csv under ``root``."""
+    path = _labels_file(root)
+    df = read_table(path)
+    require_columns(df, COLUMNS, path)
+    mapping = {k.lower(): v for k, v in card["label_mapping"].items()}
+    targets = mapping_targets(mapping)
+    records = []
+    for i, row in enumerate(df.to_dict("records")):
+        terms = parse_labels(row["Labels"], f"{path} row {i + 1}, column 'Labels'")
+        labels = {t: 0.0 for t in targets} if terms is not None else {}
+        labels.update({mapping[t]: 1.0 for t in terms or () if mapping.get(t)})
+        records.append(Record(
+            image_id=row["ImageID"], path=row["ImageID"], patient_id=row["PatientID"], study_id=row["StudyID"],
+            age=age_from_dates(row["PatientBirth"], row["StudyDate_DICOM"]), sex=normalize_sex(row["PatientSex_DICOM"]),
+            view=normalize_view(row["Projection"]), labels=labels, original_labels=row["Labels"].strip()))
+    records = resolve_images(records, root, card["name"], drop_missing, by_name=True)
+    return records_to_frame(records, card["name"], card["site"], seed=seed)
+
+
+def parse_labels(text: str, where: str) -> list[str] | None:
+    """"['normal', ' pleural effusion']" → ['normal', 'pleural effusion']; empty / 'nan' → None (unlabelled)."""
+    text = text.strip()
+    if text in ("", "nan", "None"):
+        return None
+    try:
+        values = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as err:
+        raise BuildError(f"{where}: '{text[:60]}' is not a list of label strings") from err
+    if not isinstance(values, list | tuple):
+        raise BuildError(f"{where}: '{text[:60]}' is not a list of label strings")
+    return [str(v).strip().lower() for v in values if str(v).strip()]
+
+
+def _labels_file(root: Path) -> Path:
+    found = sorted(root.glob("PADCHEST_chest_x_ray_images_labels_160K*.csv*"))
+    if not found:
+        raise BuildError(f"no PADCHEST_chest_x_ray_images_labels_160K*.csv under {root} (check --root and the "
+                         "card's 'metadata_files')")
+    return found[0]

@@ -1,0 +1,83 @@
+"""RSNA Pneumonia Detection Challenge: stage_2_train_labels.csv + stage_2_detailed_class_info.csv → rows.
+
+One row per box (``x, y, width, height``; empty for negatives) with
+``Target`` 1 when the image shows lung opacity suspicious for pneumonia.
+Labels: Pneumonia = Target; No Finding = 1 for class "Normal", else 0; other
+findings unknown. Age / sex / view from the DICOM headers. With ``masks_dir``
+the boxes become ``mask_Pneumonia`` PNGs (filled rectangles). No official
+split of the labelled images: by patient hash (one image per patient).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raddino_lib.data.builders.common import (
+    BuildError,
+    Record,
+    dicom_header,
+    read_table,
+    records_to_frame,
+    require_columns,
+    require_file,
+    resolve_images,
+    write_mask,
+)
+
+MASK = "mask_Pneumonia"
+
+
+def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = False,
+          masks_dir: Path | None = None, **_: Any) -> pd.DataFrame:
+    """Manifest rows for stage_2_train_images/<patientId>.dcm; box masks into ``masks_dir`` when given."""
+    labels_path = require_file(root, "stage_2_train_labels.csv")
+    labels = read_table(labels_path)
+    require_columns(labels, ("patientId", "x", "y", "width", "height", "Target"), labels_path)
+    classes = _classes(root)
+    boxes: dict[str, list[tuple[float, float, float, float]]] = {}
+    target: dict[str, float] = {}
+    for i, row in enumerate(labels.to_dict("records")):
+        pid = row["patientId"]
+        if row["Target"].strip() not in ("0", "1"):
+            raise BuildError(f"{labels_path} row {i + 1}, column 'Target': '{row['Target']}' is not 0 or 1")
+        target[pid] = max(target.get(pid, 0.0), float(row["Target"]))
+        if row["Target"].strip() == "1" and row["x"].strip():
+            boxes.setdefault(pid, []).append(tuple(float(row[k]) for k in ("x", "y", "width", "height")))
+    records = []
+    for pid in sorted(target):
+        labels_row = {"Pneumonia": target[pid]}
+        if pid in classes:
+            labels_row["No Finding"] = 1.0 if classes[pid] == "Normal" else 0.0
+        records.append(Record(image_id=pid, path=f"stage_2_train_images/{pid}.dcm", patient_id=pid,
+                              labels=labels_row, original_labels=classes.get(pid, f"Target={int(target[pid])}")))
+    records = resolve_images(records, root, card["name"], drop_missing, by_name=True)
+    for r in records:
+        header = dicom_header(root / r.path)
+        r.age, r.sex, r.view = header.get("age", math.nan), header.get("sex", ""), header.get("view", "")
+        if masks_dir is not None and r.image_id in boxes:
+            shape = (header.get("rows") or 1024, header.get("columns") or 1024)
+            r.masks[MASK] = write_mask(boxes_to_mask(boxes[r.image_id], shape), Path(masks_dir) / f"{r.image_id}.png")
+    return records_to_frame(records, card["name"], card["site"], seed=seed)
+
+
+def boxes_to_mask(boxes: list[tuple[float, float, float, float]], shape: tuple[int, int]) -> np.ndarray:
+    """(x, y, width, height) boxes in pixels → boolean (H, W) mask, union of the rectangles."""
+    mask = np.zeros(shape, dtype=bool)
+    for x, y, w, h in boxes:
+        x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
+        mask[y0:int(round(y + h)), x0:int(round(x + w))] = True
+    return mask
+
+
+def _classes(root: Path) -> dict[str, str]:
+    path = root / "stage_2_detailed_class_info.csv"
+    if not path.is_file():
+        return {}
+    df = read_table(path)
+    require_columns(df, ("patientId", "class"), path)
+    return dict(zip(df["patientId"], df["class"], strict=True))

@@ -1,0 +1,92 @@
+"""SIIM-ACR Pneumothorax Segmentation: train-rle.csv (ImageId, EncodedPixels) → manifest rows.
+
+``EncodedPixels`` is "-1" for images without pneumothorax, else the
+challenge's run-length code; several rows per image mean several regions.
+Label: Pneumothorax 1 / 0; other findings unknown. Images (DICOM, under
+dicom-images-train/<study>/<series>/<ImageId>.dcm) are found by name; age,
+sex, view and patient id come from their headers. With ``masks_dir`` the
+runs become ``mask_Pneumothorax`` PNGs. No official split: by patient hash.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from raddino_lib.data.builders.common import (
+    BuildError,
+    Record,
+    dicom_header,
+    read_table,
+    records_to_frame,
+    require_columns,
+    require_file,
+    resolve_images,
+    write_mask,
+)
+
+MASK = "mask_Pneumothorax"
+
+
+def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = False,
+          masks_dir: Path | None = None, **_: Any) -> pd.DataFrame:
+    """Manifest rows for the images of train-rle.csv; RLE masks into ``masks_dir`` when given."""
+    path = require_file(root, "train-rle.csv", "stage_2_train.csv")
+    df = read_table(path)
+    require_columns(df, ("ImageId", "EncodedPixels"), path)
+    runs: dict[str, list[str]] = {}
+    for i, row in enumerate(df.to_dict("records")):
+        code = row["EncodedPixels"].strip()
+        if code != "-1" and not all(t.isdigit() for t in code.split()):
+            raise BuildError(f"{path} row {i + 1}, column 'EncodedPixels': not '-1' or a run-length code")
+        runs.setdefault(row["ImageId"].strip(), [])
+        if code != "-1":
+            runs[row["ImageId"].strip()].append(code)
+    records = [Record(image_id=image_id, path=f"{image_id}.dcm", patient_id=image_id,
+                      labels={"Pneumothorax": 1.0 if codes else 0.0},
+                      original_labels=f"Pneumothorax={int(bool(codes))}") for image_id, codes in sorted(runs.items())]
+    records = resolve_images(records, root, card["name"], drop_missing, by_name=True)
+    for r in records:
+        header = dicom_header(root / r.path)
+        r.age, r.sex, r.view = header.get("age", math.nan), header.get("sex", ""), header.get("view", "")
+        r.patient_id = str(header.get("patient_id") or r.image_id)
+        if masks_dir is not None and runs[r.image_id]:
+            shape = (header.get("rows") or 1024, header.get("columns") or 1024)
+            mask = np.logical_or.reduce([rle_decode(code, shape) for code in runs[r.image_id]])
+            r.masks[MASK] = write_mask(mask, Path(masks_dir) / f"{r.image_id}.png")
+    return records_to_frame(records, card["name"], card["site"], seed=seed)
+
+
+def rle_decode(code: str, shape: tuple[int, int]) -> np.ndarray:
+    """SIIM run-length code → boolean (H, W) mask.
+
+    Pairs (gap, length): each run starts ``gap`` pixels after the end of the
+    previous one, counting in column-major order (the challenge's
+    ``rle2mask(...).T``).
+    """
+    h, w = shape
+    values = [int(t) for t in code.split()]
+    flat = np.zeros(h * w, dtype=bool)
+    position = 0
+    for gap, length in zip(values[0::2], values[1::2], strict=True):
+        position += gap
+        flat[position:position + length] = True
+        position += length
+    return flat.reshape(w, h).T  # column-major → (H, W)
+
+
+def rle_encode(mask: np.ndarray) -> str:
+    """Inverse of ``rle_decode`` (for tests and for writing challenge-format files)."""
+    flat = np.asarray(mask, dtype=bool).T.reshape(-1)
+    padded = np.concatenate([[False], flat, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    starts, ends = edges[0::2], edges[1::2]
+    out, previous_end = [], 0
+    for start, end in zip(starts, ends, strict=True):
+        out += [start - previous_end, end - start]
+        previous_end = end
+    return " ".join(str(int(v)) for v in out) if out else "-1"

@@ -1,0 +1,76 @@
+"""``raddino manifest build|validate``: make a manifest from a dataset card, or check one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from raddino_lib.data.schema import FINDINGS, SPLITS, label_column
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("manifest", help="build or validate an image manifest",
+                                   description="Build a manifest from a dataset card, or validate one.")
+    sub = parser.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
+
+    build = sub.add_parser("build", help="official metadata under --root → manifest.csv")
+    build.add_argument("--card", required=True, help="dataset card name (e.g. nih_cxr14) or path to a card YAML")
+    build.add_argument("--root", required=True, help="local folder holding the dataset (see the card's root_layout)")
+    build.add_argument("--out", required=True, help="manifest CSV to write; image paths become relative to its folder")
+    build.add_argument("--seed", type=int, default=0, help="seed of the patient-level split hash")
+    build.add_argument("--drop-missing", action="store_true",
+                       help="skip images listed in the metadata but absent under --root (default: error)")
+    build.add_argument("--masks", action="store_true",
+                       help="write lesion masks (RSNA boxes, SIIM run-length codes) to <out folder>/masks")
+    build.set_defaults(func=run_build)
+
+    validate = sub.add_parser("validate", help="check a manifest and print its counts")
+    validate.add_argument("path", help="manifest CSV")
+    validate.add_argument("--root", default=None, help="resolve relative paths against this folder "
+                                                       "(default: the manifest's folder)")
+    validate.add_argument("--no-files", action="store_true", help="skip the check that every image file exists")
+    validate.set_defaults(func=run_validate)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from raddino_lib.data.builders import build_manifest
+    from raddino_lib.data.manifest import read_manifest
+
+    try:
+        path = build_manifest(args.card, args.root, args.out, seed=args.seed, drop_missing=args.drop_missing,
+                              masks=args.masks)
+        df = read_manifest(path, check_files=False)
+    except ValueError as err:
+        print(f"raddino manifest build: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    print(summarize(df))
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from raddino_lib.data.manifest import read_manifest
+
+    try:
+        df = read_manifest(args.path, root=args.root, check_files=not args.no_files)
+    except ValueError as err:
+        print(f"raddino manifest validate: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.path}: valid")
+    print(summarize(df))
+    return 0
+
+
+def summarize(df: pd.DataFrame) -> str:
+    """Counts a person checks first: images, patients, splits, labelled / positive / uncertain per finding."""
+    lines = [f"images: {len(df)}  patients: {df['patient_id'].nunique()}"]
+    lines.append("splits: " + "  ".join(f"{s} {int((df['split'] == s).sum())}" for s in SPLITS))
+    lines.append(f"{'finding':<20} {'labelled':>9} {'positive':>9} {'uncertain':>9}")
+    for finding in FINDINGS:
+        values = df[label_column(finding)]
+        if values.notna().any():
+            lines.append(f"{finding:<20} {int(values.notna().sum()):>9} {int((values == 1).sum()):>9} "
+                         f"{int((values == -1).sum()):>9}")
+    return "\n".join(lines)
