@@ -178,8 +178,10 @@ def test_training_checkpoint(tmp_path):
     sd["teacher.dino_head.last_layer.weight"] = torch.zeros(4, 192)
     x = torch.randn(1, 3, 32, 32)
     for i, metadata in enumerate([{"raddino": json.dumps({"backbone": backbone_spec(model), "lr": 1})}, None]):
-        save_file(sd, tmp_path / f"ckpt{i}.safetensors", metadata=metadata)
-        assert torch.equal(_ours(load_backbone(tmp_path / f"ckpt{i}.safetensors"), x), _ours(model, x))
+        (tmp_path / f"step_{i}").mkdir()
+        save_file(sd, tmp_path / f"step_{i}" / "tensors.safetensors", metadata=metadata)
+        assert torch.equal(_ours(load_backbone(tmp_path / f"step_{i}" / "tensors.safetensors"), x), _ours(model, x))
+    assert torch.equal(_ours(load_backbone(tmp_path / "step_0"), x), _ours(model, x))  # checkpoint folder
 
 
 def test_clear_errors(tmp_path):
@@ -202,6 +204,9 @@ def test_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BackboneFormatError, match="Dinov2 config.json"):
         load_backbone(tmp_path / "empty")
+    save_file({"weight": torch.zeros(2)}, tmp_path / "another.safetensors")
+    with pytest.raises(BackboneFormatError, match="single .safetensors"):
+        load_backbone(tmp_path)  # several candidate files
 
 
 def test_file_digest(tmp_path):

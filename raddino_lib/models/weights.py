@@ -9,6 +9,9 @@
 3. an original DINOv2 state dict (``backbone_compatible.safetensors``; the spec is inferred from shapes);
 4. a training checkpoint whose keys start with ``teacher.backbone.`` (spec from its ``"raddino"`` metadata,
    else inferred from shapes).
+
+A folder that is not a Hugging Face one may hold ``backbone.safetensors`` (a pretraining run dir) or a
+single ``.safetensors`` file (a checkpoint dir ``step_*/``); that file is read.
 """
 
 from __future__ import annotations
@@ -94,10 +97,9 @@ def read_backbone(path: str | os.PathLike, num_heads: int | None = None) -> tupl
     if path.is_file() and path.name in ("config.json", "model.safetensors") and is_hf_folder(path.parent):
         path = path.parent
     if path.is_dir():
-        if not is_hf_folder(path):
-            raise BackboneFormatError(f"{path} is a folder without a Dinov2 config.json + model.safetensors; "
-                                      f"{ACCEPTED_FORMATS}")
-        return read_hf_folder(path)
+        if is_hf_folder(path):
+            return read_hf_folder(path)
+        path = _single_weights_file(path)
     metadata = _safetensors_metadata(path)
     state = _read_tensors(path)
     spec_fields = _spec_from_metadata(metadata.get(META_KEY))
@@ -129,6 +131,18 @@ def file_digest(path: str | os.PathLike, length: int = 16) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:length]
+
+
+def _single_weights_file(folder: Path) -> Path:
+    """A pretraining run dir (backbone.safetensors) or checkpoint dir (one .safetensors) -> that file."""
+    if (folder / "backbone.safetensors").is_file():
+        return folder / "backbone.safetensors"
+    files = sorted(folder.glob("*.safetensors"))
+    if len(files) != 1:
+        raise BackboneFormatError(f"{folder} is a folder without a Dinov2 config.json + model.safetensors, "
+                                  f"backbone.safetensors or a single .safetensors file (found {[f.name for f in files]}"
+                                  f"); {ACCEPTED_FORMATS}")
+    return files[0]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
