@@ -1,0 +1,69 @@
+"""Metadata probes recover signals planted in synthetic features, and find nothing in noise."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raddino_lib.probe.metadata import MetadataProbeConfig, align_features, probe_metadata, table_row
+from raddino_lib.viz.embeddings import embed_2d, pc_metadata_correlation
+
+CFG = MetadataProbeConfig(n_boot=30)
+
+
+def _manifest(n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Two images per patient; features (n, 12) with age, sex and site planted linearly."""
+    rng = np.random.default_rng(seed)
+    patients = np.repeat(np.arange(n // 2), 2)
+    split = np.array(["train"] * 6 + ["val"] + ["test"] * 3)[patients % 10]
+    X = rng.normal(size=(n, 12))
+    age = 50 + 12 * X[:, 0] - 6 * X[:, 1]  # exact linear signal, years
+    sex = np.where(X[:, 2] > 0, "M", "F")
+    site = np.array(["a", "b", "c"])[np.argmax(X[:, 3:6], axis=1)]
+    df = pd.DataFrame({"image_id": [f"img{i}" for i in range(n)], "patient_id": [f"p{p}" for p in patients],
+                       "split": split, "age": age, "sex": sex, "view": np.where(X[:, 6] > 0, "PA", "AP"),
+                       "site": site})
+    return df, X
+
+
+def test_recovers_planted_age_sex_view_site():
+    df, X = _manifest()
+    probes = probe_metadata(X, df, cfg=CFG)
+    assert set(probes) == {"age", "sex", "view", "site"}  # no bmi column -> no bmi probe
+    assert probes["age"].metrics["r2"].value > 0.98
+    assert probes["age"].metrics["mae"].value < 1.5  # years, on an age sd of ~13
+    assert probes["sex"].metrics["auroc"].value > 0.95
+    assert probes["view"].metrics["auroc"].value > 0.95
+    assert probes["site"].metrics["accuracy"].value > 0.8
+    assert probes["site"].y_score.shape[1] == 3  # three sites -> (n_test, 3) probabilities
+    row = table_row(probes)
+    assert {"age_r2", "age_mae", "sex_auroc", "view_auroc", "site_accuracy"} <= set(row)
+    assert row["age_r2"]["ci_low"] <= row["age_r2"]["value"] <= row["age_r2"]["ci_high"]
+
+
+def test_random_features_carry_no_age():
+    df, _ = _manifest(seed=1)
+    noise = np.random.default_rng(2).normal(size=(len(df), 12))
+    probes = probe_metadata(noise, df, targets=("age", "sex"), cfg=CFG)
+    assert probes["age"].metrics["r2"].value == pytest.approx(0.0, abs=0.15)
+    assert probes["sex"].metrics["auroc"].value == pytest.approx(0.5, abs=0.2)
+
+
+def test_align_features_follows_the_manifest_and_names_missing_images():
+    df, X = _manifest(n=8)
+    order = np.arange(8)[::-1]
+    ids = df["image_id"].to_numpy()[order]
+    np.testing.assert_array_equal(align_features(ids, X[order], df), X)
+    with pytest.raises(KeyError, match="img0"):
+        align_features(ids[:-1], X[order][:-1], df)
+
+
+def test_embedding_falls_back_to_pca_for_few_samples_and_pcs_correlate_with_age():
+    df, X = _manifest(n=12)
+    coords, method = embed_2d(X, seed=0)
+    assert coords.shape == (12, 2) and method.startswith("PCA")
+    df, X = _manifest(n=200)
+    X = X.copy()
+    X[:, 0] *= 10  # the first feature dominates the variance -> PC1 is it, and age is 12/sqrt(12²+6²) of it
+    corr = pc_metadata_correlation(X, df, n_components=3)
+    assert abs(corr.loc["PC1", "age"]) == pytest.approx(12 / np.sqrt(180), abs=0.05)
+    assert abs(corr.loc["PC1", "sex=M"]) < 0.3
