@@ -1,0 +1,62 @@
+"""One phantom: case → (8-bit image, masks). Pure function of (case, size, rng, knobs)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from raddino_lib.data.phantoms.acquisition import blur, expose
+from raddino_lib.data.phantoms.anatomy import render_anatomy
+from raddino_lib.data.phantoms.knobs import PhantomKnobs
+from raddino_lib.data.phantoms.lesions import draw_findings
+from raddino_lib.data.phantoms.patients import Case
+from raddino_lib.data.phantoms.shapes import base_grid
+
+
+def jittered_grid(size: int, rng: np.random.Generator, magnification: float) -> tuple[np.ndarray, np.ndarray]:
+    """Base grid under a small random rotation, scale and shift (patient positioning). (S, S) each."""
+    x0, y0 = base_grid(size)
+    angle = rng.normal(0.0, 0.03)
+    s = magnification * rng.uniform(0.95, 1.04)
+    tx, ty = rng.normal(0.0, 0.025), rng.normal(0.0, 0.025)
+    c, sn = np.cos(angle) / s, np.sin(angle) / s
+    return (c * x0 - sn * y0 + tx).astype(np.float32), (sn * x0 + c * y0 + ty).astype(np.float32)
+
+
+def render_phantom(case: Case, size: int, rng: np.random.Generator, knobs: PhantomKnobs
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(S, S) uint8 radiograph and {structure or finding: (S, S) bool mask}.
+
+    Structures: "right_lung", "left_lung" (the patient's sides; the left lung is on the image right),
+    "heart"; findings: the localized ones present in ``case``.
+    """
+    inner = internal_size(size)
+    x, y = jittered_grid(inner, rng, 1.05 if case.view == "AP" else 1.0)
+    an = render_anatomy(case, x, y, rng)
+    finding_masks = draw_findings(an, case, rng, knobs)
+    attenuation = blur(an.base - an.air + an.vessels + an.bone, case.site, inner)
+    image = expose(_resize(attenuation, size), case.site, case.view, rng, knobs.noise_scale)
+    left = an.sgn > 0
+    masks = {"left_lung": an.lung & left, "right_lung": an.lung & ~left, "heart": an.heart, **finding_masks}
+    if inner != size:
+        masks = {k: _resize_mask(m, size) for k, m in masks.items()}
+    return image, masks
+
+
+def internal_size(size: int) -> int:
+    """Anatomy is drawn at up to ~128 px and upsampled: 4x fewer pixels at 224 px, same look after the
+    system blur (detector noise is added at full size)."""
+    return size if size <= 128 else (size + 1) // 2
+
+
+def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """(s, s) bool → (size, size) bool with smooth (bilinear) edges."""
+    small = Image.fromarray(mask.astype(np.uint8) * np.uint8(255))
+    return np.asarray(small.resize((size, size), Image.Resampling.BILINEAR)) > 127
+
+
+def _resize(field: np.ndarray, size: int) -> np.ndarray:
+    """(s, s) float32 → (size, size) float32, bicubic (pixel areas aligned, like the base grids)."""
+    if field.shape[0] == size:
+        return field
+    return np.asarray(Image.fromarray(field).resize((size, size), Image.Resampling.BICUBIC))
