@@ -220,3 +220,14 @@ def test_manifest_dataset_items_and_split(tmp_path):
     assert raw["image"].shape == (1, 20, 24)
     with pytest.raises(KeyError, match="mask_left_lung"):
         ManifestDataset(df, masks=("left_lung",))
+
+
+def test_eval_transform_for_package_backbones(tmp_path):
+    backbone = pytest.importorskip("raddino_lib.models.backbone")
+    weights = pytest.importorskip("raddino_lib.models.weights")
+    model = backbone.create_backbone("vit_tiny", patch_size=8, img_size=32, depth=1, image_mean=(0.5,) * 3,
+                                     image_std=(0.25,) * 3)
+    assert eval_transform_for(model).mean == (0.5, 0.5, 0.5) and eval_transform_for(model).size == 32
+    path = weights.save_backbone(model, tmp_path / "b.safetensors")
+    t = eval_transform_for(path, 48)
+    assert t.std == (0.25, 0.25, 0.25) and t.size == 48

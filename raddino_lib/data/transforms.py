@@ -140,8 +140,11 @@ def _safetensors_meta(path: Path) -> dict[str, Any]:
         metadata = f.metadata() or {}
     if "raddino" not in metadata:
         return {}
-    spec = json.loads(metadata["raddino"])
-    return {"image_mean": spec.get("image_mean"), "image_std": spec.get("image_std"), "size": spec.get("img_size")}
+    value = json.loads(metadata["raddino"])
+    for spec in (value, value.get("backbone"), value.get("spec")):  # the spec itself, or nested (checkpoints)
+        if isinstance(spec, dict) and spec.get("image_mean") and spec.get("image_std"):
+            return {"image_mean": spec["image_mean"], "image_std": spec["image_std"], "size": spec.get("img_size")}
+    return {}
 
 
 def _model_meta(model: Any) -> dict[str, Any]:
@@ -154,5 +157,6 @@ def _model_meta(model: Any) -> dict[str, Any]:
     except (ImportError, AttributeError, KeyError, TypeError, ValueError):
         pass
     cfg = getattr(model, "pretrained_cfg", None) or {}  # timm models
-    size = cfg.get("input_size", (None, None, None))[-1] if cfg.get("input_size") else None
+    img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)  # timm: (H, W) the model was built for
+    size = img_size[0] if isinstance(img_size, tuple | list) else img_size
     return {"image_mean": cfg.get("mean"), "image_std": cfg.get("std"), "size": size}
