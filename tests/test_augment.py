@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms.v2 import functional as TF
 
-from raddino_lib.data.augment import MultiCropAugmentation, collate_multicrop, rad_dino_augmentation
+from raddino_lib.data.augment import MultiCropAugmentation, _gaussian_blur, collate_multicrop, rad_dino_augmentation
 from raddino_lib.data.masking import MaskingGenerator
 
 
@@ -51,6 +52,13 @@ def test_geometry_only_is_a_resized_crop():
     for crop in out["global_crops"]:
         gray = crop[0]
         assert torch.allclose(gray, img[0], atol=1e-5) or torch.allclose(gray, img[0].flip(-1), atol=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [0.6, 2.5])
+def test_separable_blur_matches_torchvision(sigma):
+    x = torch.rand(1, 20, 20, generator=torch.Generator().manual_seed(0))
+    k = 2 * int(np.ceil(3 * sigma)) + 1
+    assert torch.allclose(_gaussian_blur(x, sigma), TF.gaussian_blur(x, [k, k], [sigma, sigma]), atol=1e-5)
 
 
 def test_bad_inputs_are_clear_errors():
