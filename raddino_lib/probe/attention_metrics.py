@@ -135,3 +135,67 @@ def summarize_scores(scores: AttentionScores, n_boot: int = 1000, seed: int = 0)
         if col in df:
             table[f"n_{name}_images"] = int(df[col].notna().sum())
     return table
+
+
+@dataclass
+class AttentionComparison:
+    """Encoders side by side: summary table, per-image scores and the maps of a few shown images."""
+
+    table: dict[str, dict]  # encoder -> summarize_scores(...)
+    scores: dict[str, pd.DataFrame]  # encoder -> per-image scores (AttentionScores.frame())
+    images: np.ndarray  # (n, S, S) shown images in [0, 1]
+    lesion_masks: np.ndarray  # (n, S, S) union of finding masks of the shown images
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)  # encoder -> (n, heads, h, w) at the chosen layer
+    shown_ids: list[str] = field(default_factory=list)
+    lesions: list[str] = field(default_factory=list)  # finding masks scored as "lesion"
+
+
+def shown_rows(manifest_df: pd.DataFrame, split: str, lesions: Sequence[str], n_images: int) -> list[int]:
+    """Row positions of ``n_images`` images of ``split`` to draw, those with a lesion mask first."""
+    in_split = np.flatnonzero((manifest_df["split"] == split).to_numpy())
+    cols = [mask_column(s) for s in lesions]
+    has = manifest_df[cols].fillna("").astype(str).ne("").any(axis=1).to_numpy() if cols else np.zeros(len(manifest_df))
+    ordered = [i for i in in_split if has[i]] + [i for i in in_split if not has[i]]
+    return ordered[:n_images]
+
+
+def compare_attention(encoders: dict[str, str], manifest: str, image_size: int, layer: int = -1, split: str = "test",
+                      n_images: int = 4, n_boot: int = 1000, seed: int = 0, device: str = "cpu",
+                      batch_size: int = 32, tolerance: int = 1) -> AttentionComparison:
+    """Score every encoder's CLS attention on ``split`` of ``manifest`` and keep the maps of ``n_images`` images."""
+    from torch.utils.data import DataLoader, Subset
+
+    from raddino_lib.data.datasets import ManifestDataset
+    from raddino_lib.data.manifest import read_manifest
+    from raddino_lib.data.transforms import eval_transform_for
+    from raddino_lib.models import load_backbone
+
+    df = read_manifest(manifest)
+    lesions = [s for s in finding_masks(df) if df[mask_column(s)].fillna("").astype(str).ne("").any()]
+    lungs = [s for s in LUNGS if mask_column(s) in df.columns]
+    shown = shown_rows(df, split, lesions, n_images)
+    result = AttentionComparison({}, {}, np.zeros((0, image_size, image_size)), np.zeros((0, image_size, image_size)),
+                                 shown_ids=[str(df["image_id"].iloc[i]) for i in shown], lesions=lesions)
+    for name, path in encoders.items():
+        model = load_backbone(path, img_size=image_size)
+        data = ManifestDataset(df, split=split, transform=eval_transform_for(path, image_size), masks=lesions + lungs)
+        if len(data) == 0:
+            raise ValueError(f"{manifest}: no images in split '{split}' to score attention on")
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+        scores = score_attention(model, loader, df, lesions, lungs, layer, tolerance, device)
+        result.table[name] = summarize_scores(scores, n_boot=n_boot, seed=seed)
+        result.scores[name] = scores.frame()
+        if shown:
+            items = next(iter(DataLoader(Subset(ManifestDataset(df, transform=data.transform, masks=lesions), shown),
+                                         batch_size=len(shown))))
+            result.maps[name] = cls_attention(model.to(device).eval(), items["image"].to(device), layer).cpu()
+            result.images = np.stack([_unit(x) for x in items["image"]])
+            result.lesion_masks = (torch.stack([items[mask_column(s)] for s in lesions]).amax(0).numpy() if lesions
+                                   else np.zeros_like(result.images))
+    return result
+
+
+def _unit(image: torch.Tensor) -> np.ndarray:
+    """(3, S, S) normalized model input → (S, S) in [0, 1] for display."""
+    x = image[0]
+    return ((x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)).numpy()
