@@ -96,3 +96,14 @@ def test_set_img_size_keeps_outputs():
     model.set_img_size(48)
     assert model.pos_embed.shape == (1, 36, 192) and backbone_spec(model)["img_size"] == 48
     assert torch.allclose(model.forward_features(x), before, atol=1e-5)
+
+
+def test_grad_checkpointing_gives_same_gradients():
+    x = torch.randn(2, 3, 32, 32)
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny().train()
+        model.set_grad_checkpointing(checkpointing)
+        model.forward_features(x).square().mean().backward()
+        grads.append(model.patch_embed.proj.weight.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)

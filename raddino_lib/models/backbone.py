@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
+from timm.models import checkpoint_seq
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
@@ -160,8 +161,6 @@ class DinoVisionTransformer(VisionTransformer):
             for blk in self.blocks:
                 x = blk(x, attn_mask=attn_mask)
         elif self.grad_checkpointing and not torch.jit.is_scripting():
-            from timm.models._manipulate import checkpoint_seq
-
             x = checkpoint_seq(self.blocks, x)
         else:
             x = self.blocks(x)
