@@ -224,3 +224,21 @@ def test_file_digest(tmp_path):
     assert file_digest(folder) != before
     with pytest.raises(FileNotFoundError):
         file_digest(tmp_path / "nope")
+
+
+def test_cli_info_convert_export(hf_folder, tmp_path, capsys):
+    import argparse
+
+    from raddino_lib.models import cli
+
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers())
+    out_file, out_dir = tmp_path / "own.safetensors", tmp_path / "hf_again"
+    for argv in (["backbone-info", str(hf_folder)], ["convert-backbone", str(hf_folder), "--out", str(out_file)],
+                 ["export-hf", str(out_file), "--out", str(out_dir)]):
+        args = parser.parse_args(argv)
+        assert args.func(args) == 0
+    info = json.loads(capsys.readouterr().out.split("\n}\n")[0] + "}")
+    assert info["spec"]["embed_dim"] == 64 and info["digest"] == file_digest(hf_folder)
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.allclose(_ours(load_backbone(out_dir), x), _ours(load_backbone(hf_folder), x), atol=ATOL)
