@@ -118,7 +118,7 @@ def score_attention(model: nn.Module, batches: Iterable[dict], manifest_df: pd.D
 def summarize_scores(scores: AttentionScores, n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
     """Mean of every score over the images that have it, with a patient bootstrap CI → {name: metric(...)}.
 
-    Also ``n_<mask>_images`` (plain counts). Scores no image has are reported as ``metric(nan)`` (value None).
+    Scores no image has are reported as ``metric(nan)`` (value None).
     """
     df = scores.frame()
     table: dict[str, dict] = {}
@@ -130,11 +130,31 @@ def summarize_scores(scores: AttentionScores, n_boot: int = 1000, seed: int = 0)
         est = patient_bootstrap(np.mean, [df[name].to_numpy()[rows]], df["patient_id"].to_numpy()[rows],
                                 n_boot=n_boot, seed=seed)
         table[name] = metric(est.value, est.ci_low, est.ci_high)
-    for name in ("lesion", "lungs"):
-        col = f"attn_mass_in_{name}"
-        if col in df:
-            table[f"n_{name}_images"] = int(df[col].notna().sum())
     return table
+
+
+def score_counts(scores: AttentionScores) -> dict[str, int]:
+    """How many images each score averages over, e.g. {"attn_mass_in_lesion": 41, ...}."""
+    return {name: int(np.isfinite(values).sum()) for name, values in scores.columns.items()
+            if not name.endswith("_chance")}
+
+
+def describe_attention(table: dict[str, dict], score: str = "attn_mass_in_lesion") -> str:
+    """One sentence per encoder comparing ``score`` with its chance level, CIs included (computed, not claimed)."""
+    lines = []
+    for encoder, row in table.items():
+        cell, chance = row.get(score) or {}, (row.get(f"{score}_chance") or {}).get("value")
+        if cell.get("value") is None or chance is None:
+            lines.append(f"{encoder}: no image carries the mask for {score}.")
+            continue
+        lo, hi = cell.get("ci_low"), cell.get("ci_high")
+        verdict = ("above" if lo is not None and lo > chance else "below" if hi is not None and hi < chance
+                   else "not distinguishable from")
+        ratio = cell["value"] / chance if chance > 0 else float("nan")
+        lines.append(f"{encoder}: {score} = {cell['value']:.3f} [{lo:.3f}, {hi:.3f}], {ratio:.1f}x the chance level "
+                     f"{chance:.3f} — {verdict} uniform attention." if lo is not None and hi is not None else
+                     f"{encoder}: {score} = {cell['value']:.3f} vs chance {chance:.3f} (no interval).")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -143,9 +163,11 @@ class AttentionComparison:
 
     table: dict[str, dict]  # encoder -> summarize_scores(...)
     scores: dict[str, pd.DataFrame]  # encoder -> per-image scores (AttentionScores.frame())
+    counts: dict[str, dict[str, int]]  # encoder -> images behind each score
     images: np.ndarray  # (n, S, S) shown images in [0, 1]
     lesion_masks: np.ndarray  # (n, S, S) union of finding masks of the shown images
     maps: dict[str, torch.Tensor] = field(default_factory=dict)  # encoder -> (n, heads, h, w) at the chosen layer
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # encoder -> (n, 3, S, S) its normalized inputs
     shown_ids: list[str] = field(default_factory=list)
     lesions: list[str] = field(default_factory=list)  # finding masks scored as "lesion"
 
@@ -174,8 +196,9 @@ def compare_attention(encoders: dict[str, str], manifest: str, image_size: int, 
     lesions = [s for s in finding_masks(df) if df[mask_column(s)].fillna("").astype(str).ne("").any()]
     lungs = [s for s in LUNGS if mask_column(s) in df.columns]
     shown = shown_rows(df, split, lesions, n_images)
-    result = AttentionComparison({}, {}, np.zeros((0, image_size, image_size)), np.zeros((0, image_size, image_size)),
-                                 shown_ids=[str(df["image_id"].iloc[i]) for i in shown], lesions=lesions)
+    empty = np.zeros((0, image_size, image_size))
+    result = AttentionComparison({}, {}, {}, empty, empty, shown_ids=[str(df["image_id"].iloc[i]) for i in shown],
+                                 lesions=lesions)
     for name, path in encoders.items():
         model = load_backbone(path, img_size=image_size)
         data = ManifestDataset(df, split=split, transform=eval_transform_for(path, image_size), masks=lesions + lungs)
@@ -185,9 +208,11 @@ def compare_attention(encoders: dict[str, str], manifest: str, image_size: int, 
         scores = score_attention(model, loader, df, lesions, lungs, layer, tolerance, device)
         result.table[name] = summarize_scores(scores, n_boot=n_boot, seed=seed)
         result.scores[name] = scores.frame()
+        result.counts[name] = score_counts(scores)
         if shown:
             items = next(iter(DataLoader(Subset(ManifestDataset(df, transform=data.transform, masks=lesions), shown),
                                          batch_size=len(shown))))
+            result.inputs[name] = items["image"]
             result.maps[name] = cls_attention(model.to(device).eval(), items["image"].to(device), layer).cpu()
             result.images = np.stack([_unit(x) for x in items["image"]])
             result.lesion_masks = (torch.stack([items[mask_column(s)] for s in lesions]).amax(0).numpy() if lesions

@@ -116,6 +116,12 @@ def cls_attention_batched(model: nn.Module, images: torch.Tensor, layer: int = -
     return torch.cat(chunks)
 
 
+def layer_maps(model: nn.Module, images: torch.Tensor, layers: list[int] | None = None) -> dict[int, torch.Tensor]:
+    """Head-averaged maps at several depths: layer -> (B, h, w); ``layers`` None = every block."""
+    layers = list(range(len(model.blocks))) if layers is None else layers
+    return {layer: cls_attention(model, images, layer).mean(dim=1) for layer in layers}
+
+
 def mean_heads(maps: torch.Tensor) -> torch.Tensor:
     """Average over heads: (B, heads, h, w) → (B, h, w)."""
     return maps.mean(dim=1)
