@@ -128,10 +128,11 @@ def test_dinov2_names_infer_standard_heads(tmp_path):
     assert torch.allclose(_ours(loaded, x), _ours(model, x), atol=1e-5)
 
 
-@pytest.mark.parametrize("registers", [0, 2])
-def test_export_hf_round_trip(tmp_path, registers):
+@pytest.mark.parametrize(("registers", "layer_scale"), [(0, 1e-5), (2, 1e-5), (0, None)])
+def test_export_hf_round_trip(tmp_path, registers, layer_scale):
     torch.manual_seed(registers)
-    model = create_backbone("vit_tiny", patch_size=8, img_size=32, depth=2, num_register_tokens=registers).eval()
+    model = create_backbone("vit_tiny", patch_size=8, img_size=32, depth=2, num_register_tokens=registers,
+                            layer_scale_init=layer_scale).eval()
     _randomise(model, seed=1)
     export_hf(model, tmp_path / "hf")
     hf = AutoModel.from_pretrained(tmp_path / "hf").eval()
