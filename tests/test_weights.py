@@ -174,7 +174,7 @@ def test_own_format_round_trip_with_meta(tmp_path):
 
 def test_training_checkpoint(tmp_path):
     model = create_backbone("vit_tiny", patch_size=8, img_size=32, depth=2).eval()
-    sd = {f"teacher.backbone.{k}": v for k, v in model.state_dict().items()}
+    sd = {f"teacher.backbone._orig_mod.{k}": v for k, v in model.state_dict().items()}  # a compiled teacher
     sd["student.backbone.cls_token"] = torch.zeros(1, 1, 192)
     sd["teacher.dino_head.last_layer.weight"] = torch.zeros(4, 192)
     x = torch.randn(1, 3, 32, 32)
@@ -202,10 +202,14 @@ def test_clear_errors(tmp_path):
     save_file({"weight": torch.zeros(2)}, tmp_path / "other.safetensors")
     with pytest.raises(BackboneFormatError, match="no ViT backbone weights"):
         load_backbone(tmp_path / "other.safetensors")
+    model = create_backbone("vit_tiny", patch_size=8, img_size=32, depth=1)
+    wrong = dict(backbone_spec(model), embed_dim=384, num_heads=6)
+    save_file(model.state_dict(), tmp_path / "wrong.safetensors", metadata={"raddino": json.dumps(wrong)})
+    with pytest.raises(BackboneFormatError, match="do not fit the backbone spec"):
+        load_backbone(tmp_path / "wrong.safetensors")
     (tmp_path / "empty").mkdir()
     with pytest.raises(BackboneFormatError, match="Dinov2 config.json"):
         load_backbone(tmp_path / "empty")
-    save_file({"weight": torch.zeros(2)}, tmp_path / "another.safetensors")
     with pytest.raises(BackboneFormatError, match="single .safetensors"):
         load_backbone(tmp_path)  # several candidate files
 

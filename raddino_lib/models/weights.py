@@ -68,7 +68,10 @@ def load_backbone(
     """
     state, spec = read_backbone(path, num_heads=num_heads)
     model = backbone_from_spec(spec)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise BackboneFormatError(f"{path}: weights do not fit the backbone spec {spec.to_dict()}: {err}") from err
     missing = [k for k in missing if k != "mask_token"]  # absent from some releases; zeros as in DINOv2
     if missing or unexpected:
         raise BackboneFormatError(f"{path}: weights do not fit the backbone spec {spec.to_dict()}: "
@@ -103,6 +106,7 @@ def read_backbone(path: str | os.PathLike, num_heads: int | None = None) -> tupl
     metadata = _safetensors_metadata(path)
     state = _read_tensors(path)
     spec_fields = _spec_from_metadata(metadata.get(META_KEY))
+    state = {_strip_wrappers(k): v for k, v in state.items()}
     if any(k.startswith(TEACHER_PREFIX) for k in state):
         state = {k[len(TEACHER_PREFIX):]: v for k, v in state.items() if k.startswith(TEACHER_PREFIX)}
     if not {"cls_token", "pos_embed", "patch_embed.proj.weight"} <= state.keys():
@@ -143,6 +147,11 @@ def _single_weights_file(folder: Path) -> Path:
                                   f"backbone.safetensors or a single .safetensors file (found {[f.name for f in files]}"
                                   f"); {ACCEPTED_FORMATS}")
     return files[0]
+
+
+def _strip_wrappers(key: str) -> str:
+    """Drop DDP ``module.`` and ``torch.compile`` ``_orig_mod.`` segments from a state-dict key."""
+    return ".".join(part for part in key.split(".") if part not in ("module", "_orig_mod"))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
