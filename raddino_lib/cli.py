@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "raddino_lib.data.phantoms.cli",  # raddino phantoms
     "raddino_lib.data.cli",  # raddino manifest
+    "raddino_lib.models.cli",  # raddino backbone-info, convert-backbone, export-hf
     "raddino_lib.train.cli",  # raddino pretrain, raddino train-clip
     "raddino_lib.probe.cli",  # raddino extract, raddino probe
     "raddino_lib.pipeline",  # raddino run
