@@ -67,6 +67,9 @@ def test_png_16bit_keeps_full_precision(tmp_path):
     x = load_image(tmp_path / "a.png")
     np.testing.assert_allclose(x[0].numpy(), pixels / 65535.0, atol=1e-6)
     assert len(np.unique(x.numpy())) == 96  # not quantised to 8 bits
+    dark = np.array([[0, 100], [200, 250]], dtype=np.uint16)  # a dark 16-bit image is not mistaken for 8-bit
+    Image.fromarray(dark).save(tmp_path / "dark.png")
+    np.testing.assert_allclose(load_image(tmp_path / "dark.png")[0].numpy(), dark / 65535.0, atol=1e-7)
 
 
 def test_jpeg_and_rgb_become_grey(tmp_path):

@@ -93,11 +93,13 @@ def _read_raster(path: Path) -> np.ndarray:
         return array.astype(np.float32) / 255.0
     if array.dtype == np.uint16:
         return array.astype(np.float32) / 65535.0
-    # mode "I" (32-bit int, e.g. 16-bit PNG opened as I) or "F": values are on a 16-bit scale when in range
-    array = array.astype(np.float32)
+    # mode "I" (32-bit int container, e.g. 16-bit data from older writers) or "F" (float, e.g. TIFF)
+    if array.dtype.kind == "f":
+        array = array.astype(np.float32)
+        return array if array.min() >= 0.0 and array.max() <= 1.0 else _min_max(array)
     if array.min() >= 0 and array.max() <= 65535:
-        return array / (255.0 if array.max() <= 255 else 65535.0)
-    return _min_max(array)
+        return array.astype(np.float32) / 65535.0  # 16-bit data; never guessed as 8-bit from its values
+    return _min_max(array.astype(np.float32))
 
 
 def _read_dicom(path: Path) -> np.ndarray:

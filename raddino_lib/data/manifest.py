@@ -71,13 +71,19 @@ def read_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None
         raise ManifestError(f"manifest '{path}' is not a readable CSV file ({err})") from err
     validate_manifest(df, source=str(path))
     df = _typed(df)
-    base = Path(root) if root is not None else path.parent
-    df["abs_path"] = [_resolve(base, p) for p in df["path"]]
-    for col in _mask_columns(df):
-        df["abs_" + col] = [_resolve(base, p) for p in df[col]]
+    base = Path(os.path.abspath(root if root is not None else path.parent))
+    for col in ["path", *_mask_columns(df)]:
+        df["abs_" + col] = [_absolute(base, p) for p in df[col].tolist()]
     if check_files:
         _check_files(df, str(path), base, given_root=root is not None)
     return df
+
+
+def _absolute(base: Path, value: str) -> str:
+    if not value:
+        return ""
+    full = value if os.path.isabs(value) else f"{base}{os.sep}{value}"
+    return os.path.normpath(full) if "/." in "/" + value or "//" in value else full  # "./", "../" segments
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
@@ -85,18 +91,11 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     for col in df.columns:
         if col in NUMERIC_COLUMNS or col.startswith(("label_", "reported_")):
-            df[col] = pd.to_numeric(df[col].replace("", np.nan), errors="raise").astype(float)
+            df[col] = _numbers(df[col])
     for col in LABEL_COLUMNS:
         if col not in df.columns:
             df[col] = np.nan
     return df
-
-
-def _resolve(base: Path, value: str) -> str:
-    if not value:
-        return ""
-    p = Path(value)
-    return str(p if p.is_absolute() else (base / p).resolve())
 
 
 def _mask_columns(df: pd.DataFrame) -> list[str]:
@@ -107,9 +106,8 @@ def _check_files(df: pd.DataFrame, source: str, base: Path, given_root: bool) ->
     where = "--root" if given_root else "the manifest's folder"
     problems = []
     for col in ["path", *_mask_columns(df)]:
-        for i, (rel, full) in enumerate(zip(df[col], df["abs_" + col if col != "path" else "abs_path"],
-                                            strict=True)):
-            if full and not Path(full).is_file():
+        for i, (rel, full) in enumerate(zip(df[col], df["abs_" + col], strict=True)):
+            if full and not os.path.isfile(full):
                 problems.append(f"{source} row {i + 1}, column '{col}': file '{rel}' not found under {base} "
                                 f"({where}; check the dataset card's root)")
     _raise_if(problems, source)
@@ -124,13 +122,14 @@ def validate_manifest(df: pd.DataFrame, source: str = "manifest.csv") -> None:
     if missing:
         raise ManifestError(f"{source}: missing required column(s) {missing} (a manifest needs "
                             f"{list(REQUIRED_COLUMNS)}; see data_manifests/README.md)")
+    text = {c: _text_column(df[c]) for c in df.columns}
     problems = _column_problems(df, source)
-    text = {c: [_text(v) for v in df[c]] for c in df.columns}
-    problems += _id_problems(text, source)
-    problems += _vocab_problems(text, source)
-    problems += _value_problems(text, source)
-    problems += _leak_problems(text, source)
+    for check in (_id_problems, _vocab_problems, _value_problems, _leak_problems):
+        problems += [f"{source} row {i + 1}, column '{col}': {message}" for i, col, message in check(text)]
     _raise_if(problems, source)
+
+
+Problems = list[tuple[int, str, str]]  # (row position, column, message)
 
 
 def _column_problems(df: pd.DataFrame, source: str) -> list[str]:
@@ -143,53 +142,53 @@ def _column_problems(df: pd.DataFrame, source: str) -> list[str]:
     return problems
 
 
-def _id_problems(text: dict[str, list[str]], source: str) -> list[str]:
-    problems, seen = [], {}
-    for i, image_id in enumerate(text["image_id"]):
-        if image_id in seen:
-            problems.append(f"{source} row {i + 1}, column 'image_id': duplicate '{image_id}' "
-                            f"(first at row {seen[image_id] + 1}); image ids must be unique")
-        seen.setdefault(image_id, i)
+def _rows(mask: pd.Series) -> list[int]:
+    return np.flatnonzero(mask.to_numpy()).tolist()
+
+
+def _id_problems(text: dict[str, pd.Series]) -> Problems:
+    ids = text["image_id"]
+    first = pd.Series(np.arange(len(ids)), index=ids.index).groupby(ids.to_numpy()).transform("first")
+    out = [(i, "image_id", f"duplicate '{ids.iat[i]}' (first at row {first.iat[i] + 1}); image ids must be unique")
+           for i in _rows(ids.duplicated(keep="first") & (ids != ""))]
     for col in ("image_id", "path", "patient_id", "split"):
-        problems += [f"{source} row {i + 1}, column '{col}': empty (required)" for i, v in enumerate(text[col])
-                     if not v]
-    return problems
+        out += [(i, col, "empty (required)") for i in _rows(text[col] == "")]
+    return out
 
 
-def _vocab_problems(text: dict[str, list[str]], source: str) -> list[str]:
-    problems = []
+def _vocab_problems(text: dict[str, pd.Series]) -> Problems:
+    out = []
     for col, vocab in (("split", SPLITS), ("sex", SEXES), ("view", VIEWS)):
-        problems += [f"{source} row {i + 1}, column '{col}': '{v}' is not one of {list(vocab)}"
-                     for i, v in enumerate(text[col]) if v and v not in vocab]
-    return problems
+        values = text[col]
+        out += [(i, col, f"'{values.iat[i]}' is not one of {list(vocab)}")
+                for i in _rows((values != "") & ~values.isin(vocab))]
+    return out
 
 
-def _value_problems(text: dict[str, list[str]], source: str) -> list[str]:
-    problems = []
+def _value_problems(text: dict[str, pd.Series]) -> Problems:
+    out = []
     for col in (c for c in text if c in NUMERIC_COLUMNS):
         lo, hi = AGE_RANGE if col == "age" else (0.0, math.inf)
-        for i, v in enumerate(text[col]):
-            x = _float(v)
-            if v and (x is None or not lo <= x <= hi):
-                problems.append(f"{source} row {i + 1}, column '{col}': '{v}' is not a number in [{lo}, {hi}] "
-                                "(leave it empty if unknown)")
+        values = pd.Series(_numbers(text[col]))
+        bad = (text[col] != "") & ~values.between(lo, hi)
+        out += [(i, col, f"'{text[col].iat[i]}' is not a number in [{lo}, {hi}] (leave it empty if unknown)")
+                for i in _rows(bad)]
     for col in (c for c in text if c.startswith(("label_", "reported_"))):
-        problems += [f"{source} row {i + 1}, column '{col}': '{v}' is not one of 1, 0, -1 or empty"
-                     for i, v in enumerate(text[col]) if v and _float(v) not in LABEL_VALUES]
-    return problems
+        bad = (text[col] != "") & ~pd.Series(_numbers(text[col])).isin(LABEL_VALUES)
+        out += [(i, col, f"'{text[col].iat[i]}' is not one of 1, 0, -1 or empty") for i in _rows(bad)]
+    return out
 
 
-def _leak_problems(text: dict[str, list[str]], source: str) -> list[str]:
-    first: dict[str, tuple[str, int]] = {}
-    problems = []
-    for i, (pid, split) in enumerate(zip(text["patient_id"], text["split"], strict=True)):
-        if not pid or not split:
-            continue
-        seen = first.setdefault(pid, (split, i))
-        if seen[0] != split:
-            problems.append(f"{source} row {i + 1}, column 'split': patient '{pid}' is in '{split}' here and in "
-                            f"'{seen[0]}' at row {seen[1] + 1}; splits must be patient-level (use assign_splits)")
-    return problems
+def _leak_problems(text: dict[str, pd.Series]) -> Problems:
+    pid, split = text["patient_id"], text["split"]
+    known = (pid != "") & (split != "")
+    positions = pd.Series(np.arange(len(pid)), index=pid.index)[known]
+    first_row = positions.groupby(pid[known].to_numpy()).transform("first")
+    first_split = split[known].groupby(pid[known].to_numpy()).transform("first")
+    bad = split[known] != first_split
+    return [(i, "split", f"patient '{pid.iat[i]}' is in '{split.iat[i]}' here and in '{first_split.iat[k]}' at row "
+                         f"{first_row.iat[k] + 1}; splits must be patient-level (use assign_splits)")
+            for k, i in zip(np.flatnonzero(bad.to_numpy()).tolist(), positions[bad].tolist(), strict=True)]
 
 
 def _raise_if(problems: list[str], source: str) -> None:
@@ -201,26 +200,42 @@ def _raise_if(problems: list[str], source: str) -> None:
     raise ManifestError(f"{source}: {len(problems)} problem(s):\n  " + "\n  ".join(listed) + tail)
 
 
+def _text_column(values: pd.Series) -> pd.Series:
+    """Cells → canonical text (positional index): '' for NaN / None, 58.0 → '58', strings stripped."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
+        unique, inverse = np.unique(numbers, return_inverse=True)  # few distinct values: format each once
+        return pd.Series(np.array([_text(v) for v in unique.tolist()] or [""], dtype=object)[inverse.ravel()])
+    codes, unique = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=False)
+    return pd.Series(np.array([_text(v) for v in unique] or [""], dtype=object)[codes])
+
+
+def _numbers(values: pd.Series) -> np.ndarray:
+    """Text cells → float array (NaN for empty or not a number); each distinct value parsed once."""
+    codes, unique = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=False)
+    return np.array([_float(_text(v)) for v in unique] or [math.nan], dtype=float)[codes]
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text) if text else math.nan
+    except ValueError:
+        return math.nan
+
+
 def _text(value: object) -> str:
     """Cell → canonical text ('' for NaN / None; 58.0 → '58')."""
     if value is None or value is pd.NA or value is pd.NaT:
         return ""
+    if isinstance(value, bool | np.bool_):
+        return str(int(value))
     if isinstance(value, float | np.floating):
         if math.isnan(value):
             return ""
         if float(value).is_integer():
             return str(int(value))
         return format(float(value), ".10g")
-    if isinstance(value, bool | np.bool_):
-        return str(int(value))
-    return str(value).strip() if not isinstance(value, str) else value.strip()
-
-
-def _float(value: str) -> float | None:
-    try:
-        return float(value)
-    except ValueError:
-        return None
+    return str(value).strip()
 
 
 # ----------------------------------------------------------------------------- writing
@@ -234,8 +249,7 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
-    for row in zip(*(df[c].tolist() for c in columns), strict=True):
-        writer.writerow([_text(v) for v in row])
+    writer.writerows(zip(*(_text_column(df[c]).tolist() for c in columns), strict=True))
     return write_text(path, buffer.getvalue())
 
 
