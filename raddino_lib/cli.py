@@ -23,7 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="raddino", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="raddino", description="Image-only and language-supervised encoders for radiographs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
