@@ -50,7 +50,7 @@ def render_anatomy(case: Case, x: np.ndarray, y: np.ndarray, rng: np.random.Gene
     female, ap = case.sex == "F", case.view == "AP"
     aging = float(np.clip((case.age - 18.0) / 70.0, 0.0, 1.0))
     scale = (0.93 if female else 1.0) * rng.uniform(0.96, 1.04)
-    bone_density = (1.15 - 0.55 * aging) * (0.85 if female and case.age > 50 else 1.0)
+    bone_density = (1.2 - 0.7 * aging) * (0.85 if female and case.age > 50 else 1.0)
     mid = float(rng.normal(0.0, 0.015))
     ax = np.abs(x - mid)
     sgn = where(x > mid, 1.0, -1.0)
@@ -58,7 +58,7 @@ def render_anatomy(case: Case, x: np.ndarray, y: np.ndarray, rng: np.random.Gene
 
     # ---- lungs and diaphragm (volume changes from findings)
     emph = f["Emphysema"].severity if "Emphysema" in f else 0
-    d0 = 0.56 + 0.07 * emph / 3 - (0.06 if ap else 0.0) - (0.04 if "Fibrosis" in f else 0.0)
+    d0 = 0.53 + 0.07 * aging + 0.07 * emph / 3 - (0.06 if ap else 0.0) - (0.04 if "Fibrosis" in f else 0.0)
     d_right = d0 - _volume_loss(f, "right") + rng.normal(0, 0.015)
     d_left = d0 + 0.04 - _volume_loss(f, "left") + rng.normal(0, 0.015)
     dome = 0.20 * (1.0 - 0.22 * emph) * (0.85 if ap else 1.0)
@@ -67,7 +67,7 @@ def render_anatomy(case: Case, x: np.ndarray, y: np.ndarray, rng: np.random.Gene
     lung_f = 1.0 - (np.abs(ax - cx * (0.85 + 0.15 * widen)) / (a * widen)) ** 2.6 - (np.abs(y - cy) / b) ** 2.2
     diaphragm = where(left, d_left, d_right) - dome * (1.0 - np.clip(((ax - 0.33 * scale) / 0.5) ** 2, 0, 1))
     unfold = aging * rng.uniform(0.6, 1.2)
-    med_w = 0.085 * scale + 0.025 * step(y + 0.35, 0.05) + where(left, 0.04 * unfold * step(y + 0.45, 0.04), 0.0)
+    med_w = 0.085 * scale + 0.025 * step(y + 0.35, 0.05) + where(left, 0.07 * unfold * step(y + 0.45, 0.04), 0.0)
 
     # ---- heart, aortic knob
     hs = (1.0 + 0.14 * f["Cardiomegaly"].severity if "Cardiomegaly" in f else 1.0) * (1.13 if ap else 1.0)
@@ -75,7 +75,7 @@ def render_anatomy(case: Case, x: np.ndarray, y: np.ndarray, rng: np.random.Gene
     hx, hy = mid + 0.09 * hs, 0.31 + 0.04 * (hs - 1.0)
     heart_e = ellipse(x, y, hx, hy, 0.33 * hs, 0.25 * hs, angle=-0.30)
     heart_soft = step(1.0 - heart_e, 0.08)
-    knob_x, knob_r = mid + 0.075 * scale + 0.05 * unfold, 0.06 + 0.025 * unfold
+    knob_x, knob_r = mid + 0.075 * scale + 0.07 * unfold, 0.055 + 0.035 * unfold
     knob = disc(x, y, knob_x, -0.36 - 0.04 * unfold, knob_r, knob_r, edge=0.2)
 
     inside_med = step(ax - med_w, 0.012)
@@ -100,12 +100,13 @@ def render_anatomy(case: Case, x: np.ndarray, y: np.ndarray, rng: np.random.Gene
     bubble_y = d_left - dome + 0.16
     air += 0.28 * disc(x, y, mid + 0.36 * scale, bubble_y, 0.10, 0.055) * step(y - diaphragm - 0.02, 0.01)
 
-    vessels = _vessels(rng, x, y, ax, mid, size) * (0.45 + 0.55 * lung_depth) * cut * (1.0 - 0.5 * emph / 3)
+    vessels = _vessels(rng, x, y, ax, mid, size) * (0.35 + 0.55 * lung_depth + 0.4 * aging)
+    vessels *= cut * (1.0 - 0.5 * emph / 3)
     bone = bone_density * _bones(x, y, ax, mid, scale, ap, aging, rng)
     calcified = aging > 0.45 and rng.random() < 0.4 + 0.6 * aging
     if calcified:  # calcified rim of the aortic knob
         rim = band(np.sqrt(ellipse(x, y, knob_x, -0.36 - 0.04 * unfold, knob_r, knob_r)) - 1.0, 0.07, 0.03)
-        bone += 0.35 * rim * step(-0.36 - 0.04 * unfold - y + 0.02, 0.02)
+        bone += 0.5 * rim * step(-0.36 - 0.04 * unfold - y + 0.02, 0.02)
     return Anatomy(x=x, y=y, ax=ax, sgn=sgn, lung_f=lung_f, diaphragm=diaphragm, base=base, air=air,
                    vessels=vessels, bone=bone, lung=lung, heart=heart, mid=mid, hilum_y=-0.05, thorax_w=0.78 * scale)
 
