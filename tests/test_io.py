@@ -129,6 +129,15 @@ def test_dicom_rescale_and_window(tmp_path):
     assert x.min() == 0 and x.max() == 1
 
 
+def test_dicom_voi_lut_sequence(tmp_path):
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [4, 0, 8]  # 4 entries, first input value 0, 8-bit output
+    item.add_new(0x00283006, "US", [0, 10, 200, 255])  # LUTData
+    raw = np.array([[0, 1], [2, 3], [5, 1]], dtype=np.float64)  # 5 is past the table → its last entry
+    x = load_image(_write_dicom(tmp_path / "a.dcm", raw, VOILUTSequence=[item]))[0].numpy()
+    np.testing.assert_allclose(x, np.array([[0, 10], [200, 255], [255, 10]]) / 255, atol=1e-6)
+
+
 def test_dicom_without_suffix_detected_by_preamble(tmp_path):
     raw = (_ramp() * 100).round()
     x = load_image(_write_dicom(tmp_path / "image_0001", raw))

@@ -106,7 +106,7 @@ def _read_dicom(path: Path) -> np.ndarray:
     """DICOM → (H, W) float32 in [0, 1]: modality LUT, VOI LUT / window, min–max, MONOCHROME1 inverted."""
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut
 
     try:
         ds = pydicom.dcmread(path)
@@ -128,17 +128,29 @@ def _read_dicom(path: Path) -> np.ndarray:
         pixels = pixels[0]  # multi-frame: first frame
     if pixels.ndim != 2:
         raise ImageReadError(f"DICOM file '{path}' holds an image of shape {pixels.shape}; expected one grey frame")
-    values = apply_modality_lut(pixels, ds).astype(np.float64)
+    values = apply_modality_lut(pixels, ds)
     if "VOILUTSequence" in ds or "WindowCenter" in ds:
-        # the window's output range: what the VOI transform gives far below / far above the window
-        lo, hi = sorted(apply_voi_lut(np.array([-1e12, 1e12]), ds, index=0).astype(np.float64))
-        values = apply_voi_lut(values, ds, index=0).astype(np.float64)
+        values, lo, hi = _apply_voi(values, ds)
         values = np.clip((values - lo) / (hi - lo), 0.0, 1.0) if hi > lo else _min_max(values)
     else:
-        values = _min_max(values)
+        values = _min_max(values.astype(np.float64))
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
         values = 1.0 - values
     return values.astype(np.float32)
+
+
+def _apply_voi(values: np.ndarray, ds) -> tuple[np.ndarray, float, float]:
+    """VOI LUT (preferred, as pydicom does) or window → (values, lo, hi): the transform's output range."""
+    from pydicom.pixels import apply_voi_lut
+
+    if "VOILUTSequence" in ds:  # a lookup table indexes integers; its output range is its entries' range
+        n, first, _ = (int(v) for v in ds.VOILUTSequence[0].LUTDescriptor)
+        table = apply_voi_lut(np.arange(first, first + (n or 65536), dtype=np.int64), ds, index=0)
+        out = apply_voi_lut(np.rint(values).astype(np.int64), ds, index=0)
+        return out.astype(np.float64), float(table.min()), float(table.max())
+    # window: what the transform gives far below / far above the window
+    lo, hi = sorted(apply_voi_lut(np.array([-1e12, 1e12]), ds, index=0).astype(np.float64))
+    return apply_voi_lut(values.astype(np.float64), ds, index=0).astype(np.float64), lo, hi
 
 
 def _min_max(values: np.ndarray) -> np.ndarray:
