@@ -58,10 +58,16 @@ TARGETS: dict[str, tuple[str, str]] = {
 
 
 def _auroc(y: np.ndarray, scores: np.ndarray) -> float:
-    """Binary AUROC for (N,) scores; macro one-vs-rest for (N, K) class probabilities."""
+    """Binary AUROC for (N,) scores; for (N, K) probabilities the macro one-vs-rest AUROC over the classes
+    present in ``y``. Raises ValueError when fewer than two classes are present (bootstrap skips the draw)."""
     if scores.ndim == 1:
+        if len(np.unique(y)) < 2:
+            raise ValueError("AUROC needs both classes")
         return float(roc_auc_score(y, scores))
-    return float(roc_auc_score(y, scores, multi_class="ovr", average="macro", labels=np.arange(scores.shape[1])))
+    present = [k for k in range(scores.shape[1]) if 0 < np.sum(y == k) < len(y)]
+    if len(present) < 2:
+        raise ValueError("macro AUROC needs at least two classes")
+    return float(np.mean([roc_auc_score(y == k, scores[:, k]) for k in present]))
 
 
 def _accuracy(y: np.ndarray, scores: np.ndarray) -> float:
@@ -206,3 +212,39 @@ def table_row(probes: dict[str, TargetProbe]) -> dict[str, dict]:
             est = probes[target].metrics[name]
             row[column] = metric(est.value, est.ci_low, est.ci_high)
     return row
+
+
+def _interval(cell: dict | None) -> tuple[float, float, float] | None:
+    if not cell or cell.get("value") is None or cell.get("ci_low") is None or cell.get("ci_high") is None:
+        return None
+    return cell["value"], cell["ci_low"], cell["ci_high"]
+
+
+def compare_sentence(table: dict[str, dict], metric_name: str, a: str = "ssl", b: str = "language") -> str:
+    """A sentence comparing encoders ``a`` and ``b`` on one metric, read off the numbers and their CIs."""
+    ca, cb = _interval(table.get(a, {}).get(metric_name)), _interval(table.get(b, {}).get(metric_name))
+    if ca is None or cb is None:
+        return f"{metric_name}: '{a}' or '{b}' has no value with an interval here, so no comparison."
+    lower_is_better = metric_name.endswith("_mae")
+    better_a = ca[0] < cb[0] if lower_is_better else ca[0] > cb[0]
+    separated = ca[1] > cb[2] or cb[1] > ca[2]
+    lead, trail = (a, b) if better_a else (b, a)
+    strength = "and the 95% intervals do not overlap" if separated else "but the 95% intervals overlap"
+    return (f"{metric_name}: {a} {ca[0]:.3f} [{ca[1]:.3f}, {ca[2]:.3f}] vs {b} {cb[0]:.3f} [{cb[1]:.3f}, "
+            f"{cb[2]:.3f}] — {lead} is {'lower' if lower_is_better else 'higher'} than {trail}, {strength}.")
+
+
+def describe_metadata(table: dict[str, dict], metrics: Sequence[str] = ("age_r2", "age_mae", "sex_auroc")) -> str:
+    """The paper's claim checked on this run: image-only SSL vs language-supervised (and vs random) features."""
+    lines = [compare_sentence(table, m) for m in metrics]
+    lines += [compare_sentence(table, m, "ssl", "random") for m in metrics[:1]]
+    verdicts = []
+    for m in metrics:
+        ca, cb = _interval(table.get("ssl", {}).get(m)), _interval(table.get("language", {}).get(m))
+        if ca and cb:
+            verdicts.append(ca[1] > cb[2] if not m.endswith("_mae") else ca[2] < cb[1])
+    if verdicts:
+        supported = sum(verdicts)
+        lines.append(f"On this run the claim (SSL features carry more age/sex information than language-supervised "
+                     f"ones) is clearly supported by {supported} of {len(verdicts)} metrics.")
+    return "\n".join(lines)

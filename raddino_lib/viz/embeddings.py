@@ -76,7 +76,8 @@ def plot_embedding(coords: np.ndarray, manifest_df: pd.DataFrame, method: str, t
 
 
 def metadata_columns(manifest_df: pd.DataFrame) -> pd.DataFrame:
-    """Numeric view of the metadata: age, bmi, sex (M = 1), view (one column per view), site (one per site)."""
+    """Numeric view of the metadata: age, bmi, sex (M = 1), one 0/1 column per view and per site (one column
+    only when there are two values)."""
     out = pd.DataFrame(index=manifest_df.index)
     for col in ("age", "bmi"):
         if col in manifest_df.columns:
@@ -85,7 +86,8 @@ def metadata_columns(manifest_df: pd.DataFrame) -> pd.DataFrame:
         out["sex=M"] = (manifest_df["sex"] == "M").astype(float).where(manifest_df["sex"].isin(["M", "F"]))
     for col in ("view", "site"):
         if col in manifest_df.columns:
-            for value in sorted(manifest_df[col].dropna().astype(str).unique()):
+            values = sorted(manifest_df[col].dropna().astype(str).unique())
+            for value in values[1:] if len(values) == 2 else values:  # two values: one 0/1 column says it all
                 out[f"{col}={value}"] = (manifest_df[col].astype(str) == value).astype(float)
     return out.loc[:, out.nunique() > 1]  # a constant column has no correlation
 
