@@ -8,6 +8,7 @@ from pixels alone (a shortcut real datasets also offer).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,17 +53,28 @@ def expose(attenuation: np.ndarray, site_name: str, view: str, rng: np.random.Ge
     noise *= np.float32(site.noise * noise_scale) * (0.6 + 0.6 * a)
     a += noise
     lo, hi = site.window
-    v = np.clip((a - lo) * np.float32(1.0 / (hi - lo)), 0.0, 1.0) ** np.float32(site.gamma)
+    v = np.clip((a - lo) * np.float32((LUT_SIZE - 1) / (hi - lo)), 0.0, LUT_SIZE - 1).astype(np.uint16)
+    v = _display_lut(site.gamma)[v]  # (S, S) uint8: the site's gamma curve
     _collimate(v, site.collimation + rng.uniform(0, 0.02))
     _marker(v, site, rng)
-    return (v * 255.0 + 0.5).astype(np.uint8)
+    return v
+
+
+LUT_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=8)
+def _display_lut(gamma: float) -> np.ndarray:
+    """(LUT_SIZE,) uint8: normalised attenuation → display grey level."""
+    t = np.linspace(0.0, 1.0, LUT_SIZE) ** gamma
+    return np.clip(t * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _collimate(v: np.ndarray, width: float) -> None:
     """Unexposed (light grey) border of ``width`` (normalised units) on every side, in place."""
     m = int(round(width * v.shape[0] / 2))
     if m > 0:
-        v[:m], v[-m:], v[:, :m], v[:, -m:] = 0.85, 0.85, 0.85, 0.85
+        v[:m], v[-m:], v[:, :m], v[:, -m:] = 217, 217, 217, 217  # light grey
 
 
 def _marker(v: np.ndarray, site: Site, rng: np.random.Generator) -> None:
@@ -84,4 +96,4 @@ def _marker(v: np.ndarray, site: Site, rng: np.random.Generator) -> None:
             c = h // 2 + (r - h) * (h // 2 + 2) // h + t
             patch[r, c: c + t] = True
     region = v[cy - h: cy + h + 1, cx - h: cx + h + 1]
-    region[patch] = 0.97
+    region[patch] = 247

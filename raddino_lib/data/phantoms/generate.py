@@ -8,7 +8,6 @@ runs. Splits are patient-level (one image per patient).
 
 from __future__ import annotations
 
-import io
 import multiprocessing as mp
 import shutil
 from pathlib import Path
@@ -17,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from PIL import Image
 
 from raddino_lib import atomic
 from raddino_lib.data.manifest import assign_splits, write_manifest
 from raddino_lib.data.phantoms.knobs import GENERATOR_VERSION, LOCALIZED_FINDINGS, PhantomKnobs
 from raddino_lib.data.phantoms.patients import sample_case
+from raddino_lib.data.phantoms.png import encode_gray8
 from raddino_lib.data.phantoms.render import render_phantom
 from raddino_lib.data.phantoms.reports import write_report
 from raddino_lib.data.schema import FINDINGS, label_column, mask_column, reported_column
@@ -111,16 +110,14 @@ def _make_one(task: tuple[Path, int, dict]) -> dict[str, Any]:
     row.update({reported_column(f): reported[f] for f in FINDINGS})
     for name, mask in masks.items():
         rel = f"masks/{image_id}_{name}.png"
-        _write_png(out / rel, mask.astype(np.uint8) * np.uint8(255))
+        _write_png(out / rel, mask.astype(np.uint8) * np.uint8(255), level=1)
         row[mask_column(name)] = rel
     row.update({mask_column(f): "" for f in LOCALIZED_FINDINGS if mask_column(f) not in row})
     return row
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
-    atomic.write_bytes(path, buffer.getvalue())
+def _write_png(path: Path, array: np.ndarray, level: int = 0) -> None:
+    atomic.write_bytes(path, encode_gray8(array, level))
 
 
 def _card(params: dict) -> dict:

@@ -39,7 +39,7 @@ def render_phantom(case: Case, size: int, rng: np.random.Generator, knobs: Phant
     left = an.sgn > 0
     masks = {"left_lung": an.lung & left, "right_lung": an.lung & ~left, "heart": an.heart, **finding_masks}
     if inner != size:
-        masks = {k: _resize_mask(m, size) for k, m in masks.items()}
+        masks = _resize_masks(masks, size)
     return image, masks
 
 
@@ -49,10 +49,19 @@ def internal_size(size: int) -> int:
     return size if size <= 128 else (size + 1) // 2
 
 
-def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """(s, s) bool → (size, size) bool with smooth (bilinear) edges."""
-    small = Image.fromarray(mask.astype(np.uint8) * np.uint8(255))
-    return np.asarray(small.resize((size, size), Image.Resampling.BILINEAR)) > 127
+def _resize_masks(masks: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """{name: (s, s) bool} → {name: (size, size) bool} with smooth (bilinear) edges, four masks per
+    RGBA resize."""
+    names = list(masks)
+    out = {}
+    for start in range(0, len(names), 4):
+        group = names[start:start + 4]
+        stack = np.zeros((*masks[group[0]].shape, 4), dtype=np.uint8)
+        for c, name in enumerate(group):
+            stack[..., c] = masks[name] * np.uint8(255)
+        big = np.asarray(Image.fromarray(stack).resize((size, size), Image.Resampling.BILINEAR)) > 127
+        out.update({name: big[..., c] for c, name in enumerate(group)})
+    return out
 
 
 def _resize(field: np.ndarray, size: int) -> np.ndarray:
