@@ -137,3 +137,55 @@ def test_pointing_game_on_a_known_argmax():
     np.testing.assert_array_equal(am.pointing_hits(attn, mask, tolerance=0), [True, False, False])
     chance = am.pointing_chance(mask[2:], attn.shape[-2:], tolerance=0)
     assert chance[0] == pytest.approx(1 / 16)
+
+
+# --- figures, explorer and the end-to-end comparison ------------------------------------------------
+
+
+def test_overlay_figures_have_a_panel_per_encoder_and_head():
+    import matplotlib.pyplot as plt
+
+    from raddino_lib.viz.overlays import plot_encoder_grid, plot_heads, plot_scores_vs_chance
+
+    images, masks = np.random.default_rng(0).random((2, 32, 32)), np.zeros((2, 32, 32))
+    masks[:, 8:16, 8:16] = 1
+    fig = plot_encoder_grid(images, {"a": torch.rand(2, 4, 4), "b": torch.rand(2, 4, 4)}, masks, keep=0.6)
+    assert len(fig.axes) == 2 * 3
+    fig2 = plot_heads(images[0], torch.rand(3, 4, 4), masks[0])
+    assert sum(ax.axison for ax in fig2.axes) == 4  # three heads + the mean
+    cell = {"value": 0.4, "ci_low": 0.3, "ci_high": 0.5}
+    fig3 = plot_scores_vs_chance({"a": {"attn_mass_in_lesion": cell, "attn_mass_in_lesion_chance": cell}},
+                                 scores=("attn_mass_in_lesion",))
+    assert len(fig3.axes) == 1
+    plt.close("all")
+
+
+def test_explorer_caches_maps_and_builds_its_widget():
+    import matplotlib.pyplot as plt
+
+    from raddino_lib.viz.widget import AttentionExplorer
+
+    model, images = _tiny(), torch.randn(3, 3, 32, 32)
+    explorer = AttentionExplorer({"tiny": model}, {"tiny": images})
+    fig = explorer.figure(index=1, encoder="tiny", layer=0, head="2", keep=0.6, alpha=0.4)
+    torch.testing.assert_close(explorer.maps("tiny", 0), cls_attention(model, images, 0))
+    assert list(explorer._cache) == [("tiny", 0)] and len(fig.axes) == 2
+    assert explorer.widget() is not None
+    plt.close("all")
+
+
+def test_random_init_encoder_attends_at_chance_on_phantoms(tmp_path):
+    # A freshly initialised ViT has near-zero attention logits, so its attention is uniform and every
+    # mass-in-mask score must equal the mask's area fraction: this checks mask/patch geometry end to end.
+    from raddino_lib.data.phantoms import generate
+    from raddino_lib.probe.encoders import make_random_encoder
+
+    manifest = generate(tmp_path / "ph", n=24, size=32, seed=0, balanced=True)
+    enc = make_random_encoder(tmp_path / "rand.safetensors", patch_size=8, img_size=32, depth=2)
+    result = am.compare_attention({"random": str(enc)}, str(manifest), 32, split="train", n_images=2, n_boot=10)
+    row = result.table["random"]
+    for score in ("attn_mass_in_lungs", "attn_mass_in_lesion"):
+        assert row[score]["value"] == pytest.approx(row[f"{score}_chance"]["value"], abs=0.01)
+    assert 0.1 < row["attn_mass_in_lungs"]["value"] < 0.6
+    assert result.maps["random"].shape == (2, 3, 4, 4) and result.images.shape == (2, 32, 32)
+    assert result.counts["random"]["attn_mass_in_lesion"] > 0

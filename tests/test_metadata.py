@@ -67,3 +67,25 @@ def test_embedding_falls_back_to_pca_for_few_samples_and_pcs_correlate_with_age(
     corr = pc_metadata_correlation(X, df, n_components=3)
     assert abs(corr.loc["PC1", "age"]) == pytest.approx(12 / np.sqrt(180), abs=0.05)
     assert abs(corr.loc["PC1", "sex=M"]) < 0.3
+
+
+def test_claim_sentence_follows_the_intervals():
+    from raddino_lib.probe.metadata import compare_sentence, describe_metadata
+
+    def cell(v, lo, hi):
+        return {"value": v, "ci_low": lo, "ci_high": hi}
+
+    table = {"ssl": {"age_r2": cell(0.6, 0.5, 0.7), "age_mae": cell(5.0, 4.0, 6.0), "sex_auroc": cell(0.8, 0.7, 0.9)},
+             "language": {"age_r2": cell(0.2, 0.1, 0.3), "age_mae": cell(5.5, 4.5, 6.5),
+                          "sex_auroc": cell(0.6, 0.5, 0.75)}}
+    assert "ssl is higher than language, and the 95% intervals do not overlap" in compare_sentence(table, "age_r2")
+    assert "ssl is lower than language, but the 95% intervals overlap" in compare_sentence(table, "age_mae")
+    assert "supported by 1 of 3 metrics" in describe_metadata(table)
+    assert "no comparison" in compare_sentence(table, "age_r2", "ssl", "random")
+
+
+def test_site_auroc_interval_survives_draws_missing_a_site():
+    df, X = _manifest(n=60, seed=3)
+    probes = probe_metadata(X, df, targets=("site",), cfg=CFG)
+    est = probes["site"].metrics["auroc"]
+    assert est.n_boot > 0 and est.ci_low <= est.value <= est.ci_high
