@@ -73,4 +73,7 @@ def summarize(df: pd.DataFrame) -> str:
         if values.notna().any():
             lines.append(f"{finding:<20} {int(values.notna().sum()):>9} {int((values == 1).sum()):>9} "
                          f"{int((values == -1).sum()):>9}")
+    masks = [c for c in df.columns if c.startswith("mask_")]
+    if masks:
+        lines.append("masks: " + "  ".join(f"{c[len('mask_'):]} {int((df[c] != '').sum())}" for c in masks))
     return "\n".join(lines)
