@@ -1,0 +1,152 @@
+"""Phantom generator: determinism, manifest contract, ground-truth geometry, label statistics, reports."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from raddino_lib.data.manifest import read_manifest
+from raddino_lib.data.phantoms import PhantomKnobs, generate
+from raddino_lib.data.phantoms.knobs import CXR14_NO_FINDING, CXR14_PREVALENCE, LOCALIZED_FINDINGS
+from raddino_lib.data.phantoms.patients import sample_case
+from raddino_lib.data.phantoms.png import encode_gray8
+from raddino_lib.data.phantoms.reports import write_report
+from raddino_lib.data.schema import CXR14_FINDINGS, FINDINGS, label_column, mask_column, reported_column
+
+
+def _cases(n, balanced=False, seed=0, **knobs):
+    k = PhantomKnobs(**knobs)
+    out = []
+    for i in range(n):
+        case_rng, _, report_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, i]).spawn(3))
+        case = sample_case(case_rng, balanced, k)
+        out.append((case, *write_report(case, report_rng, k)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ph")
+    manifest = generate(root / "w1", n=24, size=48, seed=3, balanced=True, workers=1)
+    return manifest
+
+
+def test_images_are_identical_across_worker_counts_and_runs(dataset, tmp_path):
+    other = generate(tmp_path / "w2", n=24, size=48, seed=3, balanced=True, workers=2)
+    assert other.read_bytes() == dataset.read_bytes()
+    for name in ("ph000000.png", "ph000017.png", "ph000023.png"):
+        assert (other.parent / "images" / name).read_bytes() == (dataset.parent / "images" / name).read_bytes()
+    fewer = generate(tmp_path / "n5", n=5, size=48, seed=3, balanced=True)  # image i does not depend on n
+    assert (fewer.parent / "images/ph000004.png").read_bytes() == (dataset.parent / "images/ph000004.png").read_bytes()
+    different = generate(tmp_path / "s4", n=5, size=48, seed=4, balanced=True)
+    other_seed = (different.parent / "images/ph000004.png").read_bytes()
+    assert other_seed != (fewer.parent / "images/ph000004.png").read_bytes()
+
+
+def test_manifest_passes_validation_and_files_match_the_contract(dataset):
+    df = read_manifest(dataset)  # validates columns, vocabularies, patient-level splits, files
+    assert len(df) == 24 and set(df["dataset"]) == {"phantoms"} and df["site"].nunique() >= 2
+    assert all(c in df.columns for c in map(reported_column, FINDINGS))
+    img = np.asarray(Image.open(df["abs_path"].iloc[0]))
+    assert img.dtype == np.uint8 and img.shape == (48, 48)
+    for s in ("left_lung", "right_lung", "heart"):
+        mask = np.asarray(Image.open(df[f"abs_mask_{s}"].iloc[0]))
+        assert mask.shape == (48, 48) and set(np.unique(mask)) <= {0, 255} and mask.any()
+    assert "\n" not in "".join(df["report"]) and dataset.read_text().count("\n") == 25
+
+
+def test_lungs_are_dark_and_finding_masks_lie_inside_the_lungs(dataset):
+    df = read_manifest(dataset)
+    seen = 0
+    for _, row in df.iterrows():
+        img = np.asarray(Image.open(row["abs_path"])).astype(float)
+        lungs = (np.asarray(Image.open(row["abs_mask_left_lung"])) > 0) | (
+            np.asarray(Image.open(row["abs_mask_right_lung"])) > 0)
+        heart = np.asarray(Image.open(row["abs_mask_heart"])) > 0
+        assert img[lungs].mean() < img[heart].mean()  # air is dark, the heart is soft tissue
+        left = np.asarray(Image.open(row["abs_mask_left_lung"])) > 0
+        assert np.argwhere(left)[:, 1].mean() > 24  # the patient's left lung is on the image right
+        for f in CXR14_FINDINGS:
+            path = row.get(f"abs_mask_{f}", "")
+            assert bool(path) == (row[label_column(f)] == 1 and f in LOCALIZED_FINDINGS), (row["image_id"], f)
+            if path and f != "Hernia":
+                mask = np.asarray(Image.open(path)) > 0
+                assert (mask & ~lungs).sum() <= 0.02 * max(mask.sum(), 1), f"{row['image_id']} {f}"
+                seen += 1
+    assert seen >= 5
+
+
+def test_prevalence_follows_chestxray14_and_balanced_mode_raises_rare_findings():
+    cases = [c for c, _, _ in _cases(3000)]
+    for f, p in CXR14_PREVALENCE.items():
+        got = np.mean([f in c.findings for c in cases])
+        assert abs(got - p) < max(0.012, 0.35 * p), (f, got, p)
+    assert abs(np.mean([not c.findings for c in cases]) - CXR14_NO_FINDING) < 0.03
+    assert abs(np.mean([c.sex == "M" for c in cases]) - 0.565) < 0.03
+    assert abs(np.mean([c.view == "AP" for c in cases]) - 0.40) < 0.03
+    balanced = [c for c, _, _ in _cases(600, balanced=True)]
+    assert min(np.mean([f in c.findings for c in balanced]) for f in CXR14_FINDINGS) > 0.11
+
+
+FORBIDDEN = re.compile(r"\b(years?|old|aged?|elderly|young|male|female|man|woman|men|women|sex|gender|breasts?|"
+                       r"site|portable|bmi|obese)\b", re.IGNORECASE)
+
+
+def test_reports_describe_findings_never_patient_factors():
+    for case, text, reported in _cases(600, balanced=True):
+        assert not FORBIDDEN.search(text), text
+        assert not re.search(r"\b(AP|PA)\b", text), text
+        assert text.startswith("FINDINGS: ") and " IMPRESSION: " in text and "\n" not in text
+        for f in CXR14_FINDINGS:
+            if f not in case.findings:
+                assert reported[f] == 0, (f, text)
+
+
+def test_reported_labels_differ_from_truth_at_the_unreported_fraction():
+    rows = _cases(1500, balanced=True)
+    said = np.array([r[f] for c, _, r in rows for f in c.findings])
+    assert abs(np.mean(said == 0) - 0.15) < 0.03  # unreported
+    assert abs(np.mean(said == -1) - 0.85 * 0.10) < 0.025  # hedged
+    exact = _cases(200, balanced=True, unreported_fraction=0.0, hedged_fraction=0.0)
+    for case, _, reported in exact:
+        labels = case.labels()
+        assert all(reported[f] == labels[f] for f in CXR14_FINDINGS + ("No Finding",))
+
+
+def test_conflicting_output_folder_is_refused_with_advice(tmp_path):
+    manifest = generate(tmp_path / "d", n=4, size=32, seed=0)
+    stamp = manifest.stat().st_mtime_ns
+    assert generate(tmp_path / "d", n=4, size=32, seed=0) == manifest and manifest.stat().st_mtime_ns == stamp
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        generate(tmp_path / "d", n=5, size=32, seed=0)
+    with pytest.raises(FileExistsError, match="lesion_contrast"):
+        generate(tmp_path / "d", n=4, size=32, seed=0, lesion_contrast=0.5)
+    manifest = generate(tmp_path / "d", n=5, size=32, seed=0, overwrite=True)
+    assert len(pd.read_csv(manifest)) == 5 and len(list((tmp_path / "d/images").iterdir())) == 5
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/notes.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="choose another folder"):
+        generate(tmp_path / "other", n=2, size=32, seed=0)
+    with pytest.raises(TypeError, match="unknown phantom knob"):
+        generate(tmp_path / "k", n=2, size=32, seed=0, lesion_size=2.0)
+
+
+def test_png_encoder_round_trips_through_pillow(tmp_path):
+    array = np.random.default_rng(0).integers(0, 256, (17, 23), dtype=np.uint8)
+    for level in (0, 6):
+        path = tmp_path / f"x{level}.png"
+        path.write_bytes(encode_gray8(array, level))
+        assert np.array_equal(np.asarray(Image.open(path)), array)
+
+
+def test_lesion_contrast_zero_draws_labels_without_pixels(tmp_path):
+    with_lesions = generate(tmp_path / "a", n=6, size=32, seed=5, balanced=True)
+    without = generate(tmp_path / "b", n=6, size=32, seed=5, balanced=True, lesion_contrast=0.0)
+    a, b = pd.read_csv(with_lesions), pd.read_csv(without)
+    assert (a[[label_column(f) for f in FINDINGS]] == b[[label_column(f) for f in FINDINGS]]).all().all()
+    differ = [(tmp_path / "a" / p).read_bytes() != (tmp_path / "b" / p).read_bytes()
+              for p, has in zip(a["path"], a[label_column("No Finding")] == 0, strict=True) if has]
+    assert any(differ)
+    assert mask_column("Nodule") in a.columns
