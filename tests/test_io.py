@@ -194,6 +194,8 @@ def test_eval_transform_for_reads_metadata(tmp_path):
     t = eval_transform_for(hf, 64)
     assert t.mean == (0.53, 0.53, 0.53) and t.std == (0.26, 0.26, 0.26) and t.size == 64
     assert eval_transform_for(hf).size == 518
+    save_file({"w": torch.zeros(1)}, hf / "model.safetensors")  # the weights file of an HF folder
+    assert eval_transform_for(hf / "model.safetensors", 64).mean == (0.53, 0.53, 0.53)
     st = tmp_path / "b.safetensors"
     save_file({"w": torch.zeros(1)}, st, metadata={"raddino": json.dumps({"image_mean": [0.4] * 3,
                                                                            "image_std": [0.2] * 3})})

@@ -112,8 +112,8 @@ def _metadata(backbone: Any) -> dict[str, Any]:
         path = Path(backbone)
         if path.is_dir():
             return _hf_folder_meta(path)
-        if path.suffix == ".safetensors" and path.is_file():
-            return _safetensors_meta(path)
+        if path.suffix == ".safetensors" and path.is_file():  # own file, else the HF folder it sits in
+            return _safetensors_meta(path) or _hf_folder_meta(path.parent)
         if not path.exists():
             raise FileNotFoundError(f"backbone '{path}' not found (expected a .safetensors file or an HF folder)")
         return {}
@@ -148,14 +148,15 @@ def _safetensors_meta(path: Path) -> dict[str, Any]:
 
 
 def _model_meta(model: Any) -> dict[str, Any]:
-    try:  # the package's own spec, when the models module is installed
-        from raddino_lib.models.backbone import backbone_spec
+    if hasattr(model, "spec"):  # the package's own backbones (their module is loaded already: no import cost)
+        try:
+            from raddino_lib.models.backbone import backbone_spec
 
-        spec = backbone_spec(model)
-        if spec.get("image_mean") and spec.get("image_std"):
-            return {"image_mean": spec["image_mean"], "image_std": spec["image_std"], "size": spec.get("img_size")}
-    except (ImportError, AttributeError, KeyError, TypeError, ValueError):
-        pass
+            spec = backbone_spec(model)
+            if spec.get("image_mean") and spec.get("image_std"):
+                return {"image_mean": spec["image_mean"], "image_std": spec["image_std"], "size": spec.get("img_size")}
+        except (ImportError, AttributeError, KeyError, TypeError, ValueError):
+            pass
     cfg = getattr(model, "pretrained_cfg", None) or {}  # timm models
     img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)  # timm: (H, W) the model was built for
     size = img_size[0] if isinstance(img_size, tuple | list) else img_size
