@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import warnings
 
@@ -12,7 +13,7 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from raddino_lib.cli import main as raddino
+from raddino_lib.cli import COMMAND_MODULES
 from raddino_lib.data.builders import BuildError, build_manifest
 from raddino_lib.data.builders.common import age_from_dates, normalize_age, normalize_sex, normalize_view
 from raddino_lib.data.builders.siim_acr_pneumothorax import rle_decode, rle_encode
@@ -219,7 +220,8 @@ def test_padchest_builder(tmp_path):
     rows = [("a.png", "P1", "S1", "M", "1939.0", "20140812", "PA", "['pleural effusion', ' cardiomegaly']"),
             ("b.png", "P1", "S2", "M", "1939.0", "20150101", "L", "['normal']"),
             ("c.png", "P2", "S3", "O", "", "20150101", "AP_horizontal", "['NSG tube', 'interstitial pattern']"),
-            ("d.png", "P3", "S4", "F", "1980", "20100101", "PA", "")]
+            ("d.png", "P3", "S4", "F", "1980", "20100101", "PA", ""),
+            ("e.png", "P4", "S5", "F", "1980", "20100101", "PA", "['exclude']")]
     cols = ["ImageID", "PatientID", "StudyID", "PatientSex_DICOM", "PatientBirth", "StudyDate_DICOM", "Projection",
             "Labels"]
     _csv(root / "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv", [dict(zip(cols, r, strict=True)) for r in rows])
@@ -229,8 +231,8 @@ def test_padchest_builder(tmp_path):
     assert _label(df, "a.png", "Effusion") == 1 and _label(df, "a.png", "Cardiomegaly") == 1
     assert _label(df, "a.png", "Pneumonia") == 0 and _label(df, "b.png", "No Finding") == 1
     assert _label(df, "c.png", "Support Devices") == 1 and _label(df, "c.png", "Infiltration") == 0
-    assert math.isnan(_label(df, "d.png", "Effusion"))  # unlabelled row → unknown
-    assert df["sex"].tolist() == ["M", "M", "", "F"] and df["view"].tolist() == ["PA", "LATERAL", "AP", "PA"]
+    assert math.isnan(_label(df, "d.png", "Effusion")) and math.isnan(_label(df, "e.png", "No Finding"))
+    assert df["sex"].tolist() == ["M", "M", "", "F", "F"] and df["view"].tolist()[:4] == ["PA", "LATERAL", "AP", "PA"]
     assert df["age"][0] == pytest.approx(75.12, abs=0.01) and math.isnan(df["age"][2])
     assert df["path"][1] == "1/b.png" and "interstitial pattern" in df["original_labels"][2]
 
@@ -318,6 +320,17 @@ def test_siim_builder_with_rle_masks(tmp_path):
 
 
 # ----------------------------------------------------------------------------- CLI
+
+
+def raddino(argv: list[str]) -> int:
+    """``raddino`` with only the manifest command registered (the full CLI imports every subsystem)."""
+    from raddino_lib.data import cli
+
+    assert cli.__name__ in COMMAND_MODULES
+    parser = argparse.ArgumentParser(prog="raddino")
+    cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
 
 
 def test_cli_build_and_validate(tmp_path, capsys):

@@ -54,7 +54,7 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
 
 
 def parse_labels(text: str, where: str) -> list[str] | None:
-    """"['normal', ' pleural effusion']" → ['normal', 'pleural effusion']; empty / 'nan' → None (unlabelled)."""
+    """"['normal', ' pleural effusion']" → ['normal', 'pleural effusion']; empty / excluded → None (unlabelled)."""
     text = text.strip()
     if text in ("", "nan", "None"):
         return None
@@ -64,7 +64,11 @@ def parse_labels(text: str, where: str) -> list[str] | None:
         raise BuildError(f"{where}: '{text[:60]}' is not a list of label strings") from err
     if not isinstance(values, list | tuple):
         raise BuildError(f"{where}: '{text[:60]}' is not a list of label strings")
-    return [str(v).strip().lower() for v in values if str(v).strip()]
+    terms = [str(v).strip().lower() for v in values if str(v).strip()]
+    return None if not terms or EXCLUDED & set(terms) else terms
+
+
+EXCLUDED = {"exclude", "suboptimal study"}  # images the annotators set aside: no labels (all unknown)
 
 
 def _labels_file(root: Path) -> Path:

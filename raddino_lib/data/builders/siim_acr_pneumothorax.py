@@ -35,7 +35,7 @@ MASK = "mask_Pneumothorax"
 def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = False,
           masks_dir: Path | None = None, **_: Any) -> pd.DataFrame:
     """Manifest rows for the images of train-rle.csv; RLE masks into ``masks_dir`` when given."""
-    path = require_file(root, "train-rle.csv", "stage_2_train.csv")
+    path = require_file(root, "train-rle.csv")
     df = read_table(path)
     require_columns(df, ("ImageId", "EncodedPixels"), path)
     runs: dict[str, list[str]] = {}
