@@ -65,6 +65,23 @@ def test_logit_scale_is_clamped_at_100_and_module_initializes_at_tau_007():
     assert module.logit_scale.grad is not None and torch.isfinite(module.logit_scale.grad)
 
 
+def test_groups_of_distinct_ids_equal_the_plain_loss_and_duplicates_share_the_target():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    plain = clip_loss(a, b, 0.7)
+    assert clip_loss(a, b, 0.7, groups=torch.tensor([5, 2, 9, 0])).item() == pytest.approx(plain.item(), abs=1e-6)
+    # texts 0 and 1 identical: image 0's target is (1/2, 1/2, 0); hand-computed with orthonormal embeddings.
+    img = torch.eye(2)
+    txt = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    loss = clip_loss(img, txt, 0.0, groups=torch.tensor([3, 3]))
+    # logits = [[1, 1], [0, 0]]: every row and column softmax is either uniform or (e/(e+1), 1/(e+1)).
+    row = math.log(2)  # both rows are uniform -> CE with uniform target = log 2
+    col = -0.5 * (math.log(math.e / (math.e + 1)) + math.log(1 / (math.e + 1)))  # columns [1, 0]
+    assert loss.item() == pytest.approx(0.5 * (row + col), abs=1e-6)
+    with pytest.raises(ValueError, match="groups"):
+        clip_loss(img, txt, 0.0, groups=torch.tensor([1, 2, 3]))
+
+
 def test_shape_mismatch_is_reported():
     with pytest.raises(ValueError, match=r"\(B, D\)"):
         clip_loss(torch.zeros(2, 3), torch.zeros(3, 3), 0.0)

@@ -51,7 +51,7 @@ LEXICON: dict[str, str] = {
                  r"|hyperinflat\w*|hyperexpan\w*",
     "Fibrosis": r"fibros\w*|fibrotic|honeycomb\w*|(?:parenchymal|pulmonary|lung|interstitial) scarring",
     "Hernia": r"hernia\w*",
-    "Infiltration": r"infiltrat\w*|airspace (?:opacit\w*|disease)|patchy opacit\w*",
+    "Infiltration": r"infiltrat\w*|airspace (?:opacit\w*|disease)|patchy opacit\w*|ill defined (?:lung )?opacit\w*",
     "Mass": r"(?<!body )\bmass(?:es)?\b(?! effect)|\btumou?r\w*|neoplas\w*",
     "Nodule": r"nodul\w*",
     "Pleural_Thickening": r"pleural (?:\w+ )?thickening|thicken\w* (?:of )?(?:the )?pleura\w*|pleural scarring"
@@ -68,6 +68,17 @@ FINDING_PHRASES: dict[str, str] = {
     "Mass": "lung mass", "Nodule": "pulmonary nodule", "Pleural_Thickening": "pleural thickening",
     "Pneumonia": "pneumonia", "Pneumothorax": "pneumothorax",
 }
+
+
+
+def zero_shot_prompts(finding: str) -> tuple[str, str]:
+    """(negative, positive) report sentences for zero-shot classification, e.g. ("No pleural effusion.",
+    "Pleural effusion.")."""
+    if finding not in FINDING_PHRASES:
+        raise KeyError(f"no phrase for finding '{finding}'; known: {sorted(FINDING_PHRASES)}")
+    phrase = FINDING_PHRASES[finding]
+    return f"No {phrase}.", f"{phrase[0].upper()}{phrase[1:]}."
+
 
 # Cues: (pattern, kind) with kind "neg" or "unc"; pre-cues scope forward, post-cues backward.
 PRE_NEGATION = (r"\bno\b|\bnot\b|\bwithout\b|negative for|free of|clear of|absence of|\babsent\b"

@@ -41,13 +41,24 @@ def clip_logits(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: to
     return scale * img @ txt.t()  # (B, B)
 
 
-def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
-    """Symmetric InfoNCE: mean of image→text and text→image cross-entropies with targets on the diagonal.
+def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor | float,
+              groups: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric InfoNCE: mean of image→text and text→image cross-entropies.
 
-    image_emb, text_emb: (B, D). Returns a scalar tensor.
+    image_emb, text_emb: (B, D). groups: optional (B,) ints; pairs with the same group id (e.g. identical
+    report texts, "No acute cardiopulmonary process.") are all positives for each other, the target being
+    uniform over the group — otherwise the loss pushes apart images whose reports are word for word the same.
+    None = every pair is its own group (targets on the diagonal). Returns a scalar tensor.
     """
     logits = clip_logits(image_emb, text_emb, logit_scale)  # (B, B)
-    targets = torch.arange(logits.shape[0], device=logits.device)
+    B = logits.shape[0]
+    if groups is None:
+        targets = torch.arange(B, device=logits.device)
+        return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
+    if groups.shape != (B,):
+        raise ValueError(f"groups must have shape ({B},), got {tuple(groups.shape)}")
+    same = (groups[:, None] == groups[None, :]).to(logits.dtype)  # (B, B), symmetric
+    targets = same / same.sum(dim=1, keepdim=True)  # (B, B), rows sum to 1
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
 
 
@@ -66,5 +77,6 @@ class CLIPLoss(nn.Module):
         """Current tau = 1 / exp(clamped logit_scale)."""
         return 1.0 / float(self.logit_scale.detach().clamp(max=math.log(MAX_LOGIT_SCALE)).exp())
 
-    def forward(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        return clip_loss(image_emb, text_emb, self.logit_scale)
+    def forward(self, image_emb: torch.Tensor, text_emb: torch.Tensor,
+                groups: torch.Tensor | None = None) -> torch.Tensor:
+        return clip_loss(image_emb, text_emb, self.logit_scale, groups)
