@@ -172,6 +172,11 @@ def test_chexpert_builder(tmp_path):
     assert df["view"].tolist()[:2] == ["AP", "LATERAL"] and df["sex"][2] == "" and math.isnan(df["age"][2])
     assert df.set_index("patient_id").loc["patient64541", "split"] == "test"
     assert df.loc[df["patient_id"] == "patient00001", "split"].nunique() == 1
+    for name in ("train.csv", "valid.csv"):  # csv files beside the release folder: root = its parent
+        (tmp_path / name).write_bytes((root / name).read_bytes())
+    from_parent = read_manifest(build_manifest("chexpert", tmp_path, tmp_path / "parent.csv"))
+    assert from_parent["image_id"].tolist() == df["image_id"].tolist()
+    assert from_parent["path"][0] == "CheXpert-v1.0-small/" + first
 
 
 def test_mimic_builder(tmp_path):

@@ -52,7 +52,7 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
             study = next((p for p in parts if p.startswith("study")), "")
             view = "LATERAL" if row["Frontal/Lateral"].strip().lower() == "lateral" else normalize_view(row["AP/PA"])
             records.append(Record(
-                image_id=rel, path=rel, patient_id=patient, study_id=f"{patient}/{study}",
+                image_id=_release_relative(row["Path"]), path=rel, patient_id=patient, study_id=f"{patient}/{study}",
                 age=normalize_age(row["Age"]) if row["Age"].strip() not in ("0", "") else float("nan"),
                 sex=normalize_sex(row["Sex"]), view=view, split=split,
                 labels=map_labels(fill_blank(source, blank), mapping), original_labels=original_label_string(source)))
@@ -61,6 +61,12 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
                          "the release's csv files)")
     records = resolve_images(records, root, card["name"], drop_missing)
     return records_to_frame(records, card["name"], card["site"], seed=seed)
+
+
+def _release_relative(path: str) -> str:
+    """Image id independent of the chosen root: the path inside the release ('train/patient00001/...')."""
+    parts = Path(path.strip()).parts
+    return Path(*parts[1:]).as_posix() if len(parts) > 1 and parts[0].lower().startswith("chexpert") else path
 
 
 def _relative(root: Path, path: str) -> str:
