@@ -194,8 +194,13 @@ def test_mimic_builder(tmp_path):
     _csv(root / "patients.csv", [{"subject_id": "10000032", "gender": "F", "anchor_age": 52, "anchor_year": 2180},
                                  {"subject_id": "10000764", "gender": "M", "anchor_age": 86, "anchor_year": 2132}])
     for d, subject, study, _, _ in images:
-        _png(root / f"files/p{subject[:2]}/p{subject}/s{study}/{d}.jpg".replace(".jpg", ".jpg"))
+        _png(root / f"files/p{subject[:2]}/p{subject}/s{study}/{d}.jpg")
+    (root / "files/p10/p10000032/s50414267.txt").write_text(
+        "                                 FINAL REPORT\n EXAMINATION:  CHEST (PA AND LAT)\n\n FINDINGS: \n Small\n"
+        " left apical pneumothorax?\n\n IMPRESSION: \n Possible pneumothorax.\n")
     df = read_manifest(build_manifest("mimic_cxr_jpg", root, root / "manifest.csv"))
+    assert df["report"].tolist() == ["FINDINGS: Small left apical pneumothorax? IMPRESSION: Possible pneumothorax."] \
+        * 2 + [""]
     assert df["split"].tolist() == ["train", "train", "val"] and df["view"].tolist() == ["PA", "LATERAL", "AP"]
     assert _label(df, "d2", "Pneumothorax") == -1 and _label(df, "d3", "Atelectasis") == 1
     assert df["age"].tolist() == [52, 52, 86] and df["sex"].tolist() == ["F", "F", "M"]

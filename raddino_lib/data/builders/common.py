@@ -45,6 +45,7 @@ class Record:
     original_labels: str = ""
     split: str = ""  # official split if any ("train"/"val"/"test"), "" = assign by patient, "trainval" = not test
     masks: dict[str, str] = field(default_factory=dict)  # mask column → path relative to the dataset root
+    report: str = ""  # free-text report (FINDINGS + IMPRESSION) where the dataset releases one
 
 
 # ----------------------------------------------------------------------------- values
@@ -206,8 +207,12 @@ def records_to_frame(records: list[Record], dataset: str, site: str, seed: int =
         row.update({label_column(f): v for f, v in r.labels.items()})
         row.update({"original_labels": r.original_labels, "dataset": dataset})
         row.update(r.masks)
+        if r.report:
+            row["report"] = r.report
         rows.append(row)
     df = pd.DataFrame(rows)
+    if "report" in df.columns:
+        df["report"] = df["report"].fillna("")
     for col in (c for c in df.columns if c.startswith("mask_")):
         df[col] = df[col].fillna("")
     return df

@@ -5,6 +5,8 @@ apply to every image of the study; -1 kept, blank → the card's blank policy.
 View from ``ViewPosition``. Official split (train / validate / test) kept,
 validate → val. Age = anchor_age + (study year - anchor_year) when
 patients.csv (MIMIC-IV ``hosp/patients.csv``) is given; sex from its gender.
+With the free-text reports (mimic-cxr-reports.zip) unpacked under root, each
+row's ``report`` holds its study's FINDINGS + IMPRESSION.
 """
 
 from __future__ import annotations
@@ -50,20 +52,39 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
     split_of = {d: SPLIT_NAMES.get(s.strip().lower(), "") for d, s in zip(splits["dicom_id"], splits["split"],
                                                                           strict=True)}
     patients = _patients(root)
-    records = []
+    records, reports = [], {}
     for row in meta.to_dict("records"):
         subject, study = row["subject_id"], row["study_id"]
         source = study_labels.get(study, {})
         sex, anchor_age, anchor_year = patients.get(subject, ("", math.nan, math.nan))
         age = normalize_age(anchor_age + int(row["StudyDate"][:4]) - anchor_year) if row["StudyDate"][:4].isdigit() \
             and not math.isnan(anchor_age) else math.nan
+        if study not in reports:
+            reports[study] = read_report(root, subject, study)
         records.append(Record(
+            report=reports[study],
             image_id=row["dicom_id"], path=f"files/p{subject[:2]}/p{subject}/s{study}/{row['dicom_id']}.jpg",
             patient_id=subject, study_id=study, age=age, sex=sex, view=normalize_view(row["ViewPosition"]),
             labels=map_labels(fill_blank(source, blank), mapping), split=split_of.get(row["dicom_id"], ""),
             original_labels=original_label_string(source)))
     records = resolve_images(records, root, card["name"], drop_missing)
     return records_to_frame(records, card["name"], card["site"], seed=seed)
+
+
+def read_report(root: Path, subject: str, study: str) -> str:
+    """FINDINGS + IMPRESSION of files/pXX/pSUBJECT/sSTUDY.txt (mimic-cxr-reports.zip, under root or root/reports).
+
+    Text from "FINDINGS:" to the end (or from "IMPRESSION:" when there is no
+    FINDINGS section), whitespace collapsed; "" when the report is absent.
+    """
+    rel = Path("files", f"p{subject[:2]}", f"p{subject}", f"s{study}.txt")
+    for path in (root / rel, root / "reports" / rel):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            upper = text.upper()
+            start = next((upper.find(h) for h in ("FINDINGS:", "IMPRESSION:") if h in upper), 0)
+            return " ".join(text[start:].split())
+    return ""
 
 
 def _patients(root: Path) -> dict[str, tuple[str, float, float]]:
