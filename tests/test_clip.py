@@ -1,12 +1,20 @@
-"""CLIP loss against hand-computed values and known invariants."""
+"""CLIP baseline: the loss against hand-computed values and invariants, the towers, evaluation metrics and the
+trainer on a few tiny phantoms."""
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from raddino_lib.losses.clip import MAX_LOGIT_SCALE, CLIPLoss, clip_logits, clip_loss
+from raddino_lib.models import create_backbone, load_backbone
+from raddino_lib.models.clip import CLIPModel, load_clip, save_clip
+from raddino_lib.models.text import TextConfig, TextTransformer
+from raddino_lib.train.language import CLIPConfig, train_clip
+from raddino_lib.train.language_eval import _recall
 
 
 def test_two_by_two_hand_computed():
@@ -85,3 +93,97 @@ def test_groups_of_distinct_ids_equal_the_plain_loss_and_duplicates_share_the_ta
 def test_shape_mismatch_is_reported():
     with pytest.raises(ValueError, match=r"\(B, D\)"):
         clip_loss(torch.zeros(2, 3), torch.zeros(3, 3), 0.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Text tower, two-tower model, evaluation metrics and the trainer on a few tiny phantoms.
+
+def _tiny_clip() -> CLIPModel:
+    torch.manual_seed(0)
+    text = TextTransformer(TextConfig(vocab_size=20, max_length=10, width=16, depth=1, heads=2))
+    return CLIPModel(create_backbone("vit_tiny", patch_size=8, img_size=32, depth=1), text, proj_dim=8).eval()
+
+
+def test_text_tower_ignores_padding_and_trailing_pad_columns():
+    text = _tiny_clip().text_encoder
+    ids = torch.tensor([[1, 5, 6, 2, 0, 0, 0, 0, 0, 0], [1, 7, 8, 9, 4, 2, 0, 0, 0, 0]])
+    full = text.forward_tokens(ids)[:, 0]  # all ten columns, padding masked
+    assert torch.allclose(text(ids), full, atol=1e-5)
+    assert torch.allclose(text(ids[:1, :4]), full[:1], atol=1e-5)
+    with pytest.raises(ValueError, match="max_length"):
+        text.forward_tokens(torch.ones(1, 11, dtype=torch.long))
+
+
+def test_clip_model_embeddings_are_unit_norm_and_round_trip(tmp_path):
+    model = _tiny_clip()
+    images, ids = torch.randn(3, 3, 32, 32), torch.tensor([[1, 5, 2] + [0] * 7] * 3)
+    img, txt = model.encode_image(images), model.encode_text(ids)
+    assert img.shape == txt.shape == (3, 8)
+    assert torch.allclose(img.norm(dim=-1), torch.ones(3), atol=1e-5)
+    back = load_clip(save_clip(model, tmp_path / "clip.safetensors"))
+    assert torch.allclose(back.encode_image(images), img, atol=1e-6)
+    assert torch.allclose(back.encode_text(ids), txt, atol=1e-6)
+
+
+def test_recall_at_k_hand_computed_with_duplicate_reports():
+    sim = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.1], [0.0, 0.5, 0.4]])
+    distinct = np.eye(3, dtype=bool)
+    # image 0: own report first; image 1: own report second; image 2: own report second.
+    assert _recall(sim, distinct, (1, 2, 3)) == {1: 1 / 3, 2: 1.0, 3: 1.0}
+    same_01 = distinct | np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=bool)  # reports 0 and 1 identical
+    assert _recall(sim, same_01, (1,)) == {1: 2 / 3}
+
+
+def test_config_validation_names_the_bad_fields():
+    with pytest.raises(ValueError, match="patch_drop"):
+        CLIPConfig(manifest="m.csv", patch_drop=1.0)
+    with pytest.raises(ValueError, match="manifest"):
+        CLIPConfig()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from raddino_lib.data.phantoms import generate
+
+    root = tmp_path_factory.mktemp("clip")
+    manifest = generate(root / "data", n=30, size=32, seed=0, balanced=True)
+    cfg = CLIPConfig(manifest=str(manifest), out_dir=str(root / "run"), arch="vit_tiny", patch_size=8, depth=1,
+                     image_size=32, batch_size=8, max_steps=3, proj_dim=16, text_width=32, text_depth=1,
+                     text_heads=2, max_length=48, eval_batch_size=16)
+    return cfg, train_clip(cfg, progress=False)
+
+
+def test_train_clip_writes_a_loadable_encoder_and_metrics(tiny_run):
+    cfg, result = tiny_run
+    assert [p.is_file() for p in (result.image_encoder_path, result.model_path, result.tokenizer_path,
+                                  result.metrics_path)] == [True] * 4
+    encoder = load_backbone(result.image_encoder_path)
+    clip = load_clip(result.model_path)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(encoder.forward_features(x), clip.image_encoder.forward_features(x), atol=1e-6)
+    lines = result.metrics_path.read_text().splitlines()
+    assert lines[0] == "step,loss,lr,temperature,seconds" and len(lines) == 1 + cfg.max_steps
+    assert json.loads((result.run_dir / "config.json").read_text())["max_steps"] == 3
+    m = result.final_metrics
+    assert 0.0 <= m["zeroshot_macro_auroc"] <= 1.0 and 0.0 <= m["retrieval_r@5_i2t"] <= 1.0
+    assert m["retrieval_r@1_t2i"] <= m["retrieval_r@5_t2i"] <= m["retrieval_r@10_t2i"]
+
+
+def test_train_clip_is_deterministic_on_cpu(tiny_run, tmp_path):
+    cfg, result = tiny_run
+    again = train_clip(CLIPConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "again")}), progress=False)
+    assert again.metrics_path.read_text().split("\n")[1].split(",")[:4] == \
+        result.metrics_path.read_text().split("\n")[1].split(",")[:4]
+    assert again.final_metrics["final_loss"] == result.final_metrics["final_loss"]
+
+
+def test_train_clip_cli_registers_and_parses(tmp_path):
+    from raddino_lib.cli import build_parser
+
+    args = build_parser().parse_args(["train-clip", "--manifest", "m.csv", "--out", str(tmp_path), "--arch",
+                                      "vit_tiny", "--crop-scale", "0.5", "1", "--no-cache-images"])
+    from raddino_lib.train.language_cli import config_from_args
+
+    cfg = config_from_args(args)
+    assert (cfg.arch, cfg.out_dir, cfg.crop_scale, cfg.cache_images) == ("vit_tiny", str(tmp_path), (0.5, 1.0),
+                                                                         False)
