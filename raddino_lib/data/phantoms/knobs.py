@@ -26,8 +26,9 @@ CXR14_NO_FINDING = 0.5384
 # Labels per image (No Finding counts as one label): 1 → 81.5%, 2 → 12.8%, 3 → 4.3%, 4+ → 1.5%.
 CXR14_LABELS_PER_IMAGE: dict[int, float] = {1: 0.815, 2: 0.128, 3: 0.043, 4: 0.015}
 
-# Age and sex of ChestX-ray14 (PAPERS.md); view PA 60% / AP 40%.
-AGE_MEAN, AGE_SD, AGE_RANGE = 46.6, 16.6, (18.0, 95.0)
+# Age and sex of ChestX-ray14 (PAPERS.md); view PA 60% / AP 40%. Ages are a normal truncated to AGE_RANGE
+# whose parameters (42.1, 20.8) give the ChestX-ray14 mean 46.6 and sd 16.6 after truncation.
+AGE_MEAN, AGE_SD, AGE_RANGE = 42.1, 20.8, (18.0, 95.0)
 MALE_FRACTION = 0.565
 AP_FRACTION = 0.40
 
