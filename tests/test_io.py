@@ -138,6 +138,14 @@ def test_dicom_voi_lut_sequence(tmp_path):
     np.testing.assert_allclose(x, np.array([[0, 10], [200, 255], [255, 10]]) / 255, atol=1e-6)
 
 
+def test_dicom_colour_becomes_grey(tmp_path):
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[0, 0], rgb[1, 2] = 255, (30, 60, 90)
+    path = _write_dicom(tmp_path / "rgb.dcm", np.zeros((2, 3)), SamplesPerPixel=3, PhotometricInterpretation="RGB",
+                        PlanarConfiguration=0, BitsAllocated=8, BitsStored=8, HighBit=7, PixelData=rgb.tobytes())
+    np.testing.assert_allclose(load_image(path)[0].numpy(), [[1, 0, 0], [0, 0, 60 / 255]], atol=1e-6)
+
+
 def test_dicom_without_suffix_detected_by_preamble(tmp_path):
     raw = (_ramp() * 100).round()
     x = load_image(_write_dicom(tmp_path / "image_0001", raw))

@@ -124,7 +124,10 @@ def _read_dicom(path: Path) -> np.ndarray:
             f"cannot decode the pixel data of DICOM file '{path}' ({type(err).__name__}: {err}); if it is "
             "compressed (JPEG 2000 / JPEG-LS) convert it to PNG first, otherwise the file is damaged"
         ) from err
-    if pixels.ndim == 3 and ds.get("SamplesPerPixel", 1) == 1:
+    if ds.get("SamplesPerPixel", 1) == 3:  # colour secondary capture: average the channels, no grey LUTs
+        colour = pixels[0] if pixels.ndim == 4 else pixels  # (H, W, 3)
+        return _min_max(colour.astype(np.float64).mean(axis=-1))
+    if pixels.ndim == 3:
         pixels = pixels[0]  # multi-frame: first frame
     if pixels.ndim != 2:
         raise ImageReadError(f"DICOM file '{path}' holds an image of shape {pixels.shape}; expected one grey frame")
