@@ -27,7 +27,8 @@ def step(z: np.ndarray, width: float) -> np.ndarray:
     """Soft step 0 → 1 as z goes from -width to +width (a linear ramp: cheaper than tanh, same look)."""
     out = z * np.float32(0.5 / width)
     out += np.float32(0.5)
-    return np.clip(out, 0.0, 1.0, out=out)
+    np.maximum(out, np.float32(0.0), out=out)
+    return np.minimum(out, np.float32(1.0), out=out)
 
 
 def where(cond: np.ndarray, a: float | np.ndarray, b: float | np.ndarray) -> np.ndarray:
