@@ -20,11 +20,13 @@ train + val and scored on ``test`` with a patient-level bootstrap.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.linalg import LinAlgWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score, roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -92,7 +94,9 @@ def _target(df: pd.DataFrame, column: str, kind: str) -> tuple[np.ndarray, np.nd
 
 def _fit(kind: str, X: np.ndarray, y: np.ndarray, strength: float, cfg: MetadataProbeConfig) -> Pipeline:
     head = Ridge(alpha=strength) if kind == "regression" else LogisticRegression(C=strength, max_iter=cfg.max_iter)
-    return make_pipeline(StandardScaler(), head).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinAlgWarning)  # small alphas on D > N: the grid search judges them on val
+        return make_pipeline(StandardScaler(), head).fit(X, y)
 
 
 def _predict(kind: str, model: Pipeline, X: np.ndarray, n_classes: int = 2) -> np.ndarray:

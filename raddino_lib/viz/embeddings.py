@@ -26,25 +26,29 @@ from sklearn.preprocessing import StandardScaler
 from raddino_lib.data.schema import CXR14_FINDINGS, label_column
 
 MIN_UMAP_SAMPLES = 20  # below this a k-NN graph is meaningless: PCA instead
+AUTO_UMAP_SAMPLES = 500  # method "auto": UMAP from this many images (its first call spends ~20 s compiling)
 
 
 def embed_2d(features: np.ndarray, seed: int = 0, method: str = "umap",
              n_neighbors: int = 15) -> tuple[np.ndarray, str]:
     """(N, D) features → ((N, 2) coordinates, a label naming the method actually used).
 
-    ``method`` "umap" falls back to PCA (and says so in the label) below ``MIN_UMAP_SAMPLES`` images.
+    method: "umap" (PCA below ``MIN_UMAP_SAMPLES`` images), "pca", or "auto" (UMAP from
+    ``AUTO_UMAP_SAMPLES`` images, PCA below: keeps smoke runs within their time budget). The label says
+    when PCA replaced UMAP and why.
     """
+    if method not in ("umap", "pca", "auto"):
+        raise ValueError(f"embed_2d: method must be 'umap', 'pca' or 'auto', got {method!r}")
     X = StandardScaler().fit_transform(np.asarray(features, dtype=np.float64))
-    if method not in ("umap", "pca"):
-        raise ValueError(f"embed_2d: method must be 'umap' or 'pca', got {method!r}")
-    if method == "umap" and len(X) >= MIN_UMAP_SAMPLES:
+    threshold = AUTO_UMAP_SAMPLES if method == "auto" else MIN_UMAP_SAMPLES
+    if method != "pca" and len(X) >= threshold:
         import umap  # slow import (numba): only when used
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "n_jobs overridden by random_state": determinism is the point
             reducer = umap.UMAP(n_neighbors=min(n_neighbors, len(X) - 1), random_state=seed)
             return reducer.fit_transform(X), "UMAP"
-    note = "" if method == "pca" else f" (fewer than {MIN_UMAP_SAMPLES} images: PCA instead of UMAP)"
+    note = "" if method == "pca" else f" (fewer than {threshold} images: PCA instead of UMAP)"
     return PCA(n_components=2, random_state=seed).fit_transform(X), "PCA" + note
 
 
