@@ -162,8 +162,10 @@ def _bones(x: np.ndarray, y: np.ndarray, ax: np.ndarray, mid: float, scale: floa
     a_phase = (y + 0.62 - 0.50 * (0.78 - a)) / (spacing * 1.05)
     a_frac = np.mod(a_phase, 1.0)
     ant = step(0.45 - a_frac, 0.05) * step(a - 0.26, 0.04) * lateral * step(a_phase, 0.05) * step(6.5 - a_phase, 0.1)
-    cartilage = step(0.45 - a_frac, 0.05) * np.exp(-(((a - 0.24) / 0.05) ** 2)) * step(a_phase, 0.05)
-    cartilage *= step(6.5 - a_phase, 0.1) * max(0.0, aging - 0.35) * 1.6
+    cartilage = 0.0
+    if aging > 0.35:  # calcified costal cartilage at the anterior rib ends
+        cartilage = step(0.45 - a_frac, 0.05) * np.exp(-(((a - 0.24) / 0.05) ** 2)) * step(a_phase, 0.05)
+        cartilage *= step(6.5 - a_phase, 0.1) * (aging - 0.35) * 1.6
     # clavicles: S-shaped, higher and more horizontal on AP
     cy0 = -0.70 - (0.06 if ap else 0.0)
     clav_c = cy0 - (0.10 if ap else 0.22) * a + 0.35 * (a - 0.25) ** 2
