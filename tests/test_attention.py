@@ -189,3 +189,13 @@ def test_random_init_encoder_attends_at_chance_on_phantoms(tmp_path):
     assert 0.1 < row["attn_mass_in_lungs"]["value"] < 0.6
     assert result.maps["random"].shape == (2, 3, 4, 4) and result.images.shape == (2, 32, 32)
     assert result.counts["random"]["attn_mass_in_lesion"] > 0
+
+
+def test_full_attention_matrix_rows_are_distributions_and_row_zero_is_the_cls_map():
+    from raddino_lib.viz.attention import attention_probs
+
+    model, images = _qk_norm_vit(), torch.randn(2, 3, 32, 32)
+    x = block_attention_input(model, images, layer=1)
+    full = attention_probs(model.blocks[1].attn, x)  # (B, H, N, N)
+    torch.testing.assert_close(full.sum(-1), torch.ones(full.shape[:-1]))
+    torch.testing.assert_close(attention_probs(model.blocks[1].attn, x, n_queries=1), full[:, :, :1])

@@ -72,13 +72,17 @@ def block_attention_input(model: nn.Module, images: torch.Tensor, layer: int = -
     return captured[0]
 
 
-def attention_probs(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Explicit ``softmax(q kᵀ · scale)`` of a timm ``Attention`` on its input x (B, N, D) → (B, heads, N, N)."""
+def attention_probs(attn: nn.Module, x: torch.Tensor, n_queries: int | None = None) -> torch.Tensor:
+    """Explicit ``softmax(q kᵀ · scale)`` of a timm ``Attention`` on its input x (B, N, D).
+
+    Returns (B, heads, Q, N) for the first ``n_queries`` query tokens (None = all N); ``n_queries=1`` gives
+    the CLS row without building the N x N matrix (1370 tokens at 518 px).
+    """
     B, N, _ = x.shape
     qkv = attn.qkv(x).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, N, hd)
-    q, k = qkv[0], qkv[1]  # (B, H, N, hd)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    logits = (q * attn.scale) @ k.transpose(-2, -1)  # (B, H, N, N)
+    q, k = qkv[0][:, :, :n_queries], qkv[1]  # (B, H, Q, hd), (B, H, N, hd)
+    q, k = attn.q_norm(q), attn.k_norm(k)  # per-token norms: slicing the queries first is exact
+    logits = (q * attn.scale) @ k.transpose(-2, -1)  # (B, H, Q, N)
     return logits.float().softmax(dim=-1)
 
 
@@ -98,7 +102,7 @@ def cls_attention(model: nn.Module, images: torch.Tensor, layer: int = -1) -> to
         raise ValueError("cls_attention: the model has no class token (global_pool without CLS); nothing to read")
     attn = _block(model, layer)
     x = block_attention_input(model, images, layer)  # (B, N, D)
-    probs = attention_probs(attn, x)  # (B, H, N, N)
+    probs = attention_probs(attn, x, n_queries=1)  # (B, H, 1, N): the CLS query (token 0) only
     h, w = _grid_size(model, images)
     n_prefix = model.num_prefix_tokens  # CLS + registers
     if probs.shape[-1] != n_prefix + h * w:
