@@ -14,7 +14,7 @@ from raddino_lib.models import create_backbone, load_backbone
 from raddino_lib.models.clip import CLIPModel, load_clip, save_clip
 from raddino_lib.models.text import TextConfig, TextTransformer
 from raddino_lib.train.language import CLIPConfig, train_clip
-from raddino_lib.train.language_eval import _recall
+from raddino_lib.train.language_eval import _auroc, _recall
 
 
 def test_two_by_two_hand_computed():
@@ -132,6 +132,18 @@ def test_recall_at_k_hand_computed_with_duplicate_reports():
     assert _recall(sim, distinct, (1, 2, 3)) == {1: 1 / 3, 2: 1.0, 3: 1.0}
     same_01 = distinct | np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=bool)  # reports 0 and 1 identical
     assert _recall(sim, same_01, (1,)) == {1: 2 / 3}
+
+
+def test_rank_auroc_matches_sklearn_with_ties_and_unknown_labels():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 40).astype(float)
+    s = rng.integers(0, 5, 40).astype(float)  # many ties
+    assert _auroc(y, s) == pytest.approx(roc_auc_score(y, s))
+    y[:5] = np.nan
+    assert _auroc(y, s) == pytest.approx(roc_auc_score(y[5:], s[5:]))
+    assert np.isnan(_auroc(np.ones(4), np.arange(4.0)))
 
 
 def test_config_validation_names_the_bad_fields():

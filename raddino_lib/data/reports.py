@@ -233,3 +233,17 @@ def labeler_agreement(manifest_df: pd.DataFrame) -> dict:
         "accuracy": acc,
         "n_positive": {f: int((truth[:, i] == 1).sum()) for i, f in enumerate(findings)},
     }
+
+
+def labeler_disagreements(manifest_df: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """Up to ``n`` (report, finding, labeler, reported) rows where the labeler and ``reported_<F>`` differ."""
+    rows = []
+    for text, (_, row) in zip(manifest_df["report"].fillna("").astype(str), manifest_df.iterrows(), strict=True):
+        labels = label_report(text)
+        for f in CXR14_FINDINGS:
+            truth = pd.to_numeric(row.get(reported_column(f), np.nan), errors="coerce")
+            if text.strip() and not pd.isna(truth) and labels[f] != int(truth):
+                rows.append({"report": text, "finding": f, "labeler": labels[f], "reported": int(truth)})
+        if len(rows) >= n:
+            break
+    return pd.DataFrame(rows[:n], columns=["report", "finding", "labeler", "reported"])

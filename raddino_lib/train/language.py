@@ -35,7 +35,7 @@ from raddino_lib.models.backbone import create_backbone
 from raddino_lib.models.clip import CLIPModel, save_clip
 from raddino_lib.models.text import TextConfig, TextTransformer
 from raddino_lib.models.weights import save_backbone
-from raddino_lib.train.language_eval import evaluate_clip
+from raddino_lib.train.language_eval import CLIPEvaluation, evaluate_clip
 from raddino_lib.train.schedules import cosine_schedule
 
 METRIC_COLUMNS = ("step", "loss", "lr", "temperature", "seconds")
@@ -105,6 +105,7 @@ class CLIPResult:
     tokenizer_path: Path
     metrics_path: Path
     final_metrics: dict[str, Any]
+    evaluation: CLIPEvaluation | None = None  # embeddings and scores of the evaluation split (for figures)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -261,7 +262,7 @@ def train_clip(cfg: CLIPConfig, progress: bool = True) -> CLIPResult:
                                cfg.eval_batch_size)
     final.update(evaluation.summary())
     atomic.write_json(run_dir / "eval.json", final)
-    return CLIPResult(run_dir, encoder_path, model_path, tokenizer_path, metrics_path, final)
+    return CLIPResult(run_dir, encoder_path, model_path, tokenizer_path, metrics_path, final, evaluation)
 
 
 def write_metrics(path: Path, rows: list[dict[str, float]]) -> Path:

@@ -70,7 +70,7 @@ def plot_retrieval(recall: Mapping[str, Mapping[int, float]], n_items: int) -> p
     ks = sorted({k for by_k in recall.values() for k in by_k})
     ax.plot(range(len(ks)), [min(1.0, k / max(n_items, 1)) for k in ks], "k_", ms=30, mew=2, label="chance")
     ax.set(ylim=(0, 1), ylabel="recall", xlabel="", title=f"Retrieval among {n_items} image–report pairs")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
