@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from raddino_lib.data.phantoms.patients import Case
-from raddino_lib.data.phantoms.shapes import band, disc, ellipse, smooth_noise, step, where
+from raddino_lib.data.phantoms.shapes import band, disc, ellipse, frac, smooth_noise, step, where
 
 
 @dataclass
@@ -64,7 +64,8 @@ def render_anatomy(case: Case, x: np.ndarray, y: np.ndarray, rng: np.random.Gene
     dome = 0.20 * (1.0 - 0.22 * emph) * (0.85 if ap else 1.0)
     cx, a, cy, b = 0.41 * scale, 0.345 * scale, -0.04 + 0.02 * emph, 0.70 + 0.03 * emph
     widen = 0.72 + 0.28 * np.clip((y - cy + b) / (1.4 * b), 0.0, 1.0)  # lungs widen towards the bases
-    lung_f = 1.0 - (np.abs(ax - cx * (0.85 + 0.15 * widen)) / (a * widen)) ** 2.6 - (np.abs(y - cy) / b) ** 2.2
+    u = np.abs(ax - cx * (0.85 + 0.15 * widen)) / (a * widen)
+    lung_f = 1.0 - u * u * np.sqrt(u) - ((y - cy) / b) ** 2  # superellipse, exponents 2.5 and 2
     diaphragm = where(left, d_left, d_right) - dome * (1.0 - np.clip(((ax - 0.33 * scale) / 0.5) ** 2, 0, 1))
     unfold = aging * rng.uniform(0.6, 1.2)
     med_w = 0.085 * scale + 0.025 * step(y + 0.35, 0.05) + where(left, 0.07 * unfold * step(y + 0.45, 0.04), 0.0)
@@ -134,7 +135,7 @@ def _vessels(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, ax: np.ndar
     """Lung markings radiating from the hila, thick centrally, fading to the periphery."""
     dx, dy = ax - 0.17, y + 0.05
     r = np.sqrt(dx * dx + dy * dy) + 1e-3
-    theta = np.arctan2(dy, dx) + 0.25 * smooth_noise(rng, size, 6)
+    theta = 1.6 * dy / (r + np.abs(dx)) + 0.25 * smooth_noise(rng, size, 6)  # pseudo-angle around the hilum
     out = np.zeros_like(x)
     for n, t, w in ((7, 0.80, 1.0), (13, 0.86, 0.8), (23, 0.90, 0.6)):
         phase = where(x > mid, rng.uniform(0, 2 * np.pi), rng.uniform(0, 2 * np.pi))
@@ -149,18 +150,18 @@ def _bones(x: np.ndarray, y: np.ndarray, ax: np.ndarray, mid: float, scale: floa
     tw = 0.80 * scale
     a = ax / scale
     # spine: vertebral bodies separated by disc spaces, cortical edges brighter
-    v_phase = np.mod((y - rng.uniform(0, 0.1)) / 0.105, 1.0)
+    v_phase = frac((y - rng.uniform(0, 0.1)) / 0.105)
     spine = step(0.065 - ax, 0.008) * (0.55 + 0.45 * step(0.38 - np.abs(v_phase - 0.5), 0.03))
     spine += 0.4 * band(ax - 0.062, 0.012, 0.006)
     # posterior ribs: arcs convex upwards from the spine; anterior ribs sloping down medially
     spacing = 0.128 * scale * rng.uniform(0.95, 1.05)
     lateral = step(tw + 0.03 - ax, 0.02)
     p_phase = (y + 0.80 - (-0.12 * a + 0.55 * a * a)) / spacing
-    p_frac = np.mod(p_phase, 1.0)
+    p_frac = frac(p_phase)
     post = step(0.40 - p_frac, 0.04) * (0.7 + 0.6 * (p_frac / 0.40 - 0.5) ** 2)
     post *= step(ax - 0.05, 0.01) * lateral * step(p_phase, 0.05) * step(10.5 - p_phase, 0.1)
     a_phase = (y + 0.62 - 0.50 * (0.78 - a)) / (spacing * 1.05)
-    a_frac = np.mod(a_phase, 1.0)
+    a_frac = frac(a_phase)
     ant = step(0.45 - a_frac, 0.05) * step(a - 0.26, 0.04) * lateral * step(a_phase, 0.05) * step(6.5 - a_phase, 0.1)
     cartilage = 0.0
     if aging > 0.35:  # calcified costal cartilage at the anterior rib ends

@@ -15,7 +15,7 @@ import numpy as np
 from raddino_lib.data.phantoms.anatomy import Anatomy
 from raddino_lib.data.phantoms.knobs import PhantomKnobs
 from raddino_lib.data.phantoms.patients import Case, Lesion
-from raddino_lib.data.phantoms.shapes import band, disc, polyline_distance, smooth_noise, step
+from raddino_lib.data.phantoms.shapes import band, disc, frac, polyline_distance, smooth_noise, step
 
 
 def draw_findings(an: Anatomy, case: Case, rng: np.random.Generator, knobs: PhantomKnobs) -> dict[str, np.ndarray]:
@@ -161,7 +161,7 @@ def _edema(an, lesion, rng, c, z):
     r = np.hypot(an.ax - 0.15, an.y - 0.0)
     haze = np.exp(-r / (0.18 + 0.05 * lesion.severity * z)) * an.lung
     _opacify(an, haze, c, 0.35 + 0.15 * lesion.severity)
-    kerley = band(np.mod(an.y * 28.0, 1.0) - 0.5, 0.08, 0.03) * step(an.ax - an.thorax_w + 0.12, 0.02)
+    kerley = band(frac(an.y * 28.0) - 0.5, 0.08, 0.03) * step(an.ax - an.thorax_w + 0.12, 0.02)
     an.base += c * 0.06 * (lesion.severity >= 2) * kerley * step(an.y - 0.15, 0.03) * an.lung
     an.vessels *= 1.0 + 0.5 * lesion.severity * c  # vascular redistribution
     return None

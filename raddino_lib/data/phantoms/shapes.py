@@ -31,6 +31,11 @@ def step(z: np.ndarray, width: float) -> np.ndarray:
     return np.minimum(out, np.float32(1.0), out=out)
 
 
+def frac(z: np.ndarray) -> np.ndarray:
+    """Fractional part in [0, 1) (np.mod is several times slower)."""
+    return z - np.floor(z)
+
+
 def where(cond: np.ndarray, a: float | np.ndarray, b: float | np.ndarray) -> np.ndarray:
     """np.where that stays float32 (Python floats would promote to float64)."""
     return np.where(cond, np.float32(a) if np.isscalar(a) else a, np.float32(b) if np.isscalar(b) else b)
