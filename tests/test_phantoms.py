@@ -125,6 +125,8 @@ def test_conflicting_output_folder_is_refused_with_advice(tmp_path):
         generate(tmp_path / "d", n=4, size=32, seed=0, lesion_contrast=0.5)
     manifest = generate(tmp_path / "d", n=5, size=32, seed=0, overwrite=True)
     assert len(pd.read_csv(manifest)) == 5 and len(list((tmp_path / "d/images").iterdir())) == 5
+    (tmp_path / "d/manifest.csv").unlink()  # an interrupted run is regenerated without asking
+    assert generate(tmp_path / "d", n=5, size=32, seed=0, overwrite=False).is_file()
     (tmp_path / "other").mkdir()
     (tmp_path / "other/notes.txt").write_text("x")
     with pytest.raises(FileExistsError, match="choose another folder"):

@@ -83,7 +83,10 @@ def _existing_params(out: Path) -> dict | None:
 
 
 def _prepare(out: Path, params: dict, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    """Empty ``out`` of a previous phantom dataset, or refuse when it holds anything else."""
+    present = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    interrupted = present <= {"images", "masks"} or _existing_params(out) == params  # same run, cut short
+    if present and not interrupted and not overwrite:
         old = _existing_params(out)
         what = "a phantom dataset with different parameters" if old else "files that are not this phantom dataset"
         diff = "" if not old else " (" + ", ".join(
