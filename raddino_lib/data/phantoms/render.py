@@ -50,8 +50,10 @@ def internal_size(size: int) -> int:
 
 
 def _resize_masks(masks: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-    """{name: (s, s) bool} → {name: (size, size) bool} with smooth (bilinear) edges, four masks per
-    RGBA resize."""
+    """{name: (s, s) bool} → {name: (size, size) bool}: pixel doubling when size = 2 s (edges within a pixel),
+    otherwise bilinear, four masks per RGBA resize."""
+    if all(m.shape[0] * 2 == size for m in masks.values()):
+        return {k: m.repeat(2, axis=0).repeat(2, axis=1) for k, m in masks.items()}
     names = list(masks)
     out = {}
     for start in range(0, len(names), 4):
