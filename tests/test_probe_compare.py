@@ -72,7 +72,8 @@ def test_segmentation_table_and_overlay_arrays(toy):
     res = compare_segmentation(encoders, manifest, root / "cache", 32, epochs=2, n_boot=10, keep_predictions=2,
                                log=lambda s: None)
     assert res.structures == ["left_lung", "Mass"]
-    assert set(res.table["ssl"]) == {"dice_mean", "dice_left_lung", "dice_Mass"}
+    assert set(res.table["ssl"]) == {"dice_mean", "dice_anatomy_mean", "dice_left_lung", "dice_Mass"}
+    assert res.table["ssl"]["dice_anatomy_mean"]["value"] == pytest.approx(res.table["ssl"]["dice_left_lung"]["value"])
     assert res.images.shape == (2, 32, 32) and res.truth.shape == (2, 2, 32, 32)
     assert res.predictions["random"].shape == (2, 2, 32, 32)
     assert res.truth[:, 0].sum() > 0

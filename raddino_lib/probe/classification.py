@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression  # imported here, so that threadpool_limits below reaches its BLAS
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from raddino_lib.probe.bootstrap import Estimate, patient_bootstrap
 
@@ -116,10 +120,6 @@ def fit_label(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray | None
     Returns:
         (fitted sklearn pipeline, chosen C)
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     classes = np.unique(y_train)
     if len(classes) < 2:
         raise ValueError(f"finding '{finding}': every train label is {classes.tolist()} - a probe needs positives "
@@ -174,12 +174,13 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, splits: Sequence[str]
         raise ValueError(f"no finding can be probed: {skipped} (use a larger or more balanced manifest)")
     test = np.flatnonzero(splits == "test")
     scores, rows = np.full((len(test), len(keep)), np.nan), []
-    for j, f in enumerate(keep):
-        tr = (splits == "train") & ~np.isnan(y[:, f])
-        va = (splits == "val") & ~np.isnan(y[:, f])
-        model, c = fit_label(x[tr], y[tr, f], x[va], y[va, f], cs, finding=findings[f])
-        scores[:, j] = model.predict_proba(x[test])[:, 1]
-        rows.append({"C": c, "n_train_pos": int(y[tr, f].sum()), "n_test_pos": int(np.nansum(y[test, f]))})
+    with threadpool_limits(1):  # small problems: multi-threaded BLAS / OpenMP only spin (several times slower)
+        for j, f in enumerate(keep):
+            tr = (splits == "train") & ~np.isnan(y[:, f])
+            va = (splits == "val") & ~np.isnan(y[:, f])
+            model, c = fit_label(x[tr], y[tr, f], x[va], y[va, f], cs, finding=findings[f])
+            scores[:, j] = model.predict_proba(x[test])[:, 1]
+            rows.append({"C": c, "n_train_pos": int(y[tr, f].sum()), "n_test_pos": int(np.nansum(y[test, f]))})
     names = [findings[f] for f in keep]
     table, macro_auroc, macro_auprc = evaluate_scores(y[test][:, keep], scores, pids[test], names, n_boot, seed)
     table = pd.concat([table, pd.DataFrame(rows)], axis=1)

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from raddino_lib.data.schema import ANATOMY, FINDINGS, label_column, mask_column
-from raddino_lib.probe.bootstrap import Estimate
+from raddino_lib.probe.bootstrap import Estimate, patient_bootstrap
 from raddino_lib.probe.classification import DEFAULT_CS, linear_probe
 from raddino_lib.probe.features import extract_features
 from raddino_lib.probe.knn import knn_probe
-from raddino_lib.probe.segmentation import SegConfig, segmentation_probe
+from raddino_lib.probe.segmentation import SegConfig, mean_over_structures, segmentation_probe
 from raddino_lib.results import metric
 
 # probe name in tables -> (kind, feature set)
@@ -28,10 +28,59 @@ CLASSIFICATION_PROBES: dict[str, tuple[str, str]] = {
     "clsmean": ("linear", "cls+mean_patch"),  # DINOv2 linear eval: CLS ++ mean patch token
     "knn": ("knn", "cls"),  # DINO's weighted 20-NN on the CLS token
 }
+GRID_CACHE_BYTES = 1 << 30  # classification caches patch grids too when they take less than this (float16)
+
+
+def grid_bytes(backbone_path: str, n_images: int, image_size: int) -> int:
+    """Bytes of the float16 (N, h, w, D) patch grids of ``n_images`` at ``image_size``."""
+    from raddino_lib.models.weights import read_backbone_spec
+
+    spec = read_backbone_spec(backbone_path)
+    return 2 * n_images * (image_size // spec["patch_size"]) ** 2 * spec["embed_dim"]
 
 
 def _cell(est: Estimate) -> dict[str, float | None]:
     return metric(est.value, est.ci_low, est.ci_high)
+
+
+def table_frame(table: Mapping[str, Mapping[str, Mapping]]) -> pd.DataFrame:
+    """results.json table → DataFrame of "value [lo, hi]" strings (rows = encoders)."""
+    def fmt(c: Mapping) -> str:
+        if c.get("value") is None:
+            return "-"
+        ci = "" if c.get("ci_low") is None else f" [{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
+        return f"{c['value']:.3f}{ci}"
+
+    return pd.DataFrame({enc: {m: fmt(c) for m, c in cells.items()} for enc, cells in table.items()}).T
+
+
+def compare_pair(table: Mapping[str, Mapping[str, Mapping]], a: str, b: str, name: str) -> str:
+    """One sentence on encoder ``a`` vs ``b`` for metric ``name``, read from the intervals."""
+    ca, cb = table[a][name], table[b][name]
+    va, vb = ca["value"], cb["value"]
+    if None in (va, vb, ca["ci_low"], cb["ci_low"]):
+        return f"{a} {name} = {va}, {b} = {vb}: no interval to compare."
+    where = (f"**{a}** lies above **{b}**: its 95% interval [{ca['ci_low']:.3f}, {ca['ci_high']:.3f}] is "
+             f"entirely above {b}'s [{cb['ci_low']:.3f}, {cb['ci_high']:.3f}]" if ca["ci_low"] > cb["ci_high"] else
+             f"**{a}** lies below **{b}**: its 95% interval [{ca['ci_low']:.3f}, {ca['ci_high']:.3f}] is entirely "
+             f"below {b}'s [{cb['ci_low']:.3f}, {cb['ci_high']:.3f}]" if ca["ci_high"] < cb["ci_low"] else
+             f"the intervals of **{a}** [{ca['ci_low']:.3f}, {ca['ci_high']:.3f}] and **{b}** "
+             f"[{cb['ci_low']:.3f}, {cb['ci_high']:.3f}] overlap, so this test set does not resolve the difference")
+    return f"{name}: {a} {va:.3f} vs {b} {vb:.3f} ({va - vb:+.3f}); {where}."
+
+
+def describe(table: Mapping[str, Mapping[str, Mapping]], name: str) -> str:
+    """Markdown bullets comparing ssl with random and language (and extras with random) on one metric."""
+    pairs = [("ssl", "random"), ("ssl", "language"), ("language", "random")]
+    pairs += [(e, "random") for e in table if e not in ("ssl", "random", "language")]
+    lines = [f"- {compare_pair(table, a, b, name)}" for a, b in pairs if a in table and b in table]
+    if "ssl" in table and "language" in table:
+        ssl, lang = table["ssl"][name], table["language"][name]
+        holds = ssl["value"] is not None and lang["ci_low"] is not None and ssl["value"] >= lang["ci_low"]
+        lines.append(f"- RAD-DINO's claim that image-only SSL matches or beats language supervision is "
+                     f"{'consistent with' if holds else 'not reproduced by'} this run on {name} (SSL's value "
+                     f"{'is not below' if holds else 'is below'} the language encoder's interval).")
+    return "\n".join(lines) or f"- fewer than two encoders: nothing to compare on {name}."
 
 
 def manifest_findings(df: pd.DataFrame, findings: Sequence[str] | None = None) -> list[str]:
@@ -69,9 +118,13 @@ class ClassificationComparison:
 def compare_classification(encoders: Mapping[str, str], manifest: str, cache_dir: str | None, image_size: int,
                            n_boot: int = 1000, seed: int = 0, device: str = "cpu",
                            findings: Sequence[str] | None = None, cs: Sequence[float] = DEFAULT_CS,
-                           batch_size: int = 64, num_workers: int = 0,
+                           batch_size: int = 64, num_workers: int = 0, keep_grid: bool | None = None,
                            log: Callable[[str], None] = print) -> ClassificationComparison:
-    """Linear (CLS, CLS+mean patch) and kNN probes of every encoder over the manifest's findings."""
+    """Linear (CLS, CLS+mean patch) and kNN probes of every encoder over the manifest's findings.
+
+    keep_grid: also cache the patch grids (the segmentation probe then reuses the extraction); None = only when
+    they are small (< GRID_CACHE_BYTES).
+    """
     from raddino_lib.data.manifest import label_matrix, read_manifest
 
     df = read_manifest(manifest, check_files=False)
@@ -79,7 +132,10 @@ def compare_classification(encoders: Mapping[str, str], manifest: str, cache_dir
     labels, splits, pids = label_matrix(df, names), df["split"].to_numpy(), df["patient_id"].to_numpy()
     table, rows, skipped = {}, [], {}
     for enc, path in encoders.items():
-        fs = extract_features(path, manifest, cache_dir, image_size, batch_size, device, num_workers=num_workers)
+        grid = keep_grid if keep_grid is not None else bool(cache_dir) and grid_bytes(path, len(df), image_size) < \
+            GRID_CACHE_BYTES
+        fs = extract_features(path, manifest, cache_dir, image_size, batch_size, device, keep_grid=grid,
+                              num_workers=num_workers)
         table[enc] = {}
         for probe, (kind, feats) in CLASSIFICATION_PROBES.items():
             x = fs.features(feats)
@@ -160,6 +216,11 @@ def compare_segmentation(encoders: Mapping[str, str], manifest: str, cache_dir: 
                               num_workers=num_workers)
         res = segmentation_probe(fs.grid, masks, splits, pids, names, cfg, n_boot, seed, keep_predictions)
         table[enc] = {"dice_mean": _cell(res.dice_mean)}
+        anatomy = [i for i, n in enumerate(names) if n in ANATOMY]
+        if anatomy:
+            est = patient_bootstrap(mean_over_structures, [res.dice[:, anatomy]], pids[res.test_index], n_boot,
+                                    seed=seed)
+            table[enc]["dice_anatomy_mean"] = _cell(est)
         table[enc].update({f"dice_{r.structure}": metric(r.dice, r.dice_ci_low, r.dice_ci_high)
                            for r in res.table.itertuples()})
         per_structure[enc], predictions[enc] = res.table, res.predictions

@@ -66,3 +66,29 @@ def make_random_encoder(path: str | Path, like: str | Path = "", arch: str = "vi
         model = create_backbone(arch, patch_size=patch_size, img_size=img_size, depth=depth)
     save_backbone(model, path, meta={"note": f"random initialisation (seed {seed})", "like": str(like)})
     return Path(path)
+
+
+def prepare_probe_inputs(output_dir: str | Path, manifest: str = "", ssl: str = "", random: str = "",
+                         language: str = "", extra: str = "", image_size: int = 64, seed: int = 0,
+                         n_phantoms: int = 240) -> tuple[str, dict[str, str], list[str]]:
+    """What a probe notebook needs when opened by hand with empty paths.
+
+    An empty ``manifest`` → ``n_phantoms`` balanced phantoms under ``output_dir/phantoms``; an empty ``random``
+    → a random initialisation of the first given encoder's architecture (or of a small ViT) saved under
+    ``output_dir``. Returns (manifest path, encoders name → path, notes saying what was generated).
+    """
+    out, notes = Path(output_dir), []
+    if not manifest:
+        from raddino_lib.data.phantoms.generate import generate
+
+        manifest = str(generate(out / "phantoms", n_phantoms, image_size, seed, balanced=True))
+        notes.append(f"no manifest given: generated {n_phantoms} balanced phantoms at {image_size} px ({manifest})")
+    encoders = resolve_encoders(ssl, random, language, extra)
+    if "random" not in encoders:
+        like = next(iter(encoders.values()), "")
+        path = make_random_encoder(out / "random_encoder.safetensors", like=like, img_size=image_size, seed=seed)
+        encoders["random"] = str(path)
+        encoders = {k: encoders[k] for k in dict.fromkeys([*ENCODER_NAMES, *encoders]) if k in encoders}
+        notes.append(f"no random encoder given: saved a random initialisation of "
+                     f"{'the architecture of ' + str(like) if like else 'a 4-block ViT-Tiny/8'} ({path})")
+    return manifest, encoders, notes

@@ -14,6 +14,7 @@ out of that structure's mean rather than counted as perfect.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ class SegConfig:
     threshold: float = 0.5  # probability above which a pixel is predicted inside
     seed: int = 0
     device: str = "cpu"
+    cpu_threads: int = 1  # torch CPU threads for the head: a linear head gains little, busy cores stall; 0 = as is
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -72,8 +74,25 @@ def dice_per_image(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
         return np.where(total > 0, 2.0 * inter / total, np.nan)  # (N, S)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Temporarily run torch CPU ops on ``n`` threads (0 = leave as is)."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def train_head(grid: np.ndarray, masks: np.ndarray, cfg: SegConfig) -> LinearSegHead:
     """Fit the head on (N, h, w, D) tokens and (N, S, H, W) 0/1 masks."""
+    with torch_threads(cfg.cpu_threads):
+        return _train_head(grid, masks, cfg)
+
+
+def _train_head(grid: np.ndarray, masks: np.ndarray, cfg: SegConfig) -> LinearSegHead:
     torch.manual_seed(cfg.seed)
     tokens = torch.as_tensor(grid, dtype=torch.float32)
     target = torch.as_tensor(masks, dtype=torch.float32)
@@ -114,7 +133,7 @@ class SegResult:
     predictions: np.ndarray  # (n_keep, S, H, W) probabilities of the first test images (for overlays)
 
 
-def _nanmean_columns(d: np.ndarray) -> float:
+def mean_over_structures(d: np.ndarray) -> float:
     means = [np.nanmean(c) for c in d.T if np.isfinite(c).any()]
     if not means:
         raise ValueError("no structure has a defined Dice in this sample")
@@ -146,7 +165,8 @@ def segmentation_probe(grid: np.ndarray, masks: np.ndarray, splits: Sequence[str
         raise ValueError("segmentation probe needs 'train' and 'test' rows in the manifest's split column")
     head = train_head(grid[train], masks[train], cfg)
     size = tuple(masks.shape[-2:])
-    probs = predict(head, grid[test], size, device=cfg.device)  # (N_test, S, H, W)
+    with torch_threads(cfg.cpu_threads):
+        probs = predict(head, grid[test], size, device=cfg.device)  # (N_test, S, H, W)
     dice = dice_per_image(probs > cfg.threshold, masks[test] > 0.5)
     rows = []
     for s, name in enumerate(structures):
@@ -155,5 +175,5 @@ def segmentation_probe(grid: np.ndarray, masks: np.ndarray, splits: Sequence[str
                else Estimate(float("nan"), float("nan"), float("nan"), 0))
         rows.append({"structure": name, "dice": est.value, "dice_ci_low": est.ci_low, "dice_ci_high": est.ci_high,
                      "n_images": int(np.isfinite(dice[:, s]).sum())})
-    mean = patient_bootstrap(_nanmean_columns, [dice], pids[test], n_boot, seed=seed)
+    mean = patient_bootstrap(mean_over_structures, [dice], pids[test], n_boot, seed=seed)
     return SegResult(pd.DataFrame(rows), mean, dice, test, probs[:keep_predictions])

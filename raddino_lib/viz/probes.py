@@ -87,11 +87,17 @@ def plot_dice_bars(tables: Mapping[str, pd.DataFrame], title: str = "") -> Figur
 
 
 def plot_segmentation_overlays(images: np.ndarray, truth: np.ndarray, predictions: Mapping[str, np.ndarray],
-                               structures: Sequence[str], threshold: float = 0.5, max_images: int = 4) -> Figure:
+                               structures: Sequence[str], threshold: float = 0.5, max_images: int = 4,
+                               show: Sequence[str] | None = None) -> Figure:
     """Rows = images, columns = encoders: the image with true (solid) and predicted (dashed) contours.
 
     images: (n, H, W) in any range; truth: (n, S, H, W) 0/1; predictions: encoder -> (n, S, H, W) probabilities.
+    show: the structures to draw (default all; pass the anatomy when many findings would clutter the picture).
     """
+    if show is not None:
+        keep = [list(structures).index(s) for s in show if s in structures]
+        truth, structures = truth[:, keep], [structures[i] for i in keep]
+        predictions = {k: v[:, keep] for k, v in predictions.items()}
     n = min(len(images), max_images, *(len(p) for p in predictions.values()))
     cols = list(predictions)
     fig, axes = plt.subplots(n, len(cols), figsize=(2.4 * len(cols), 2.4 * n), squeeze=False)
