@@ -31,6 +31,7 @@ from torch import nn
 from raddino_lib import atomic
 from raddino_lib.data.manifest import read_manifest
 from raddino_lib.data.tokenizer import WordTokenizer
+from raddino_lib.losses.clip import MAX_LOGIT_SCALE
 from raddino_lib.models.backbone import create_backbone
 from raddino_lib.models.clip import CLIPModel, save_clip
 from raddino_lib.models.text import TextConfig, TextTransformer
@@ -196,10 +197,43 @@ def build_model(cfg: CLIPConfig, tokenizer: WordTokenizer) -> CLIPModel:
     return CLIPModel(image_encoder, text, cfg.proj_dim, cfg.init_temperature)
 
 
+class BatchSampler:
+    """Epochs of shuffled indices cut into full batches (the tail of an epoch is dropped), from a seeded generator."""
+
+    def __init__(self, n: int, batch_size: int, g: torch.Generator) -> None:
+        self.n, self.batch, self.g = n, min(batch_size, n), g
+        self.order, self.cursor = torch.randperm(n, generator=g), 0
+
+    def next(self) -> list[int]:
+        if self.cursor + self.batch > self.n:
+            self.order, self.cursor = torch.randperm(self.n, generator=self.g), 0
+        self.cursor += self.batch
+        return self.order[self.cursor - self.batch:self.cursor].tolist()
+
+
+def train_step(model: CLIPModel, optimizer: torch.optim.Optimizer, images: torch.Tensor, ids: torch.Tensor,
+               groups: torch.Tensor | None, lr: float, grad_clip: float) -> float:
+    """One AdamW step on a batch: images (B, 3, S, S), ids (B, L), groups (B,) or None. Returns the loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = model.criterion(model.encode_image(images), model.encode_text(ids), groups)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"CLIP loss is {loss.item()}: lower the learning rate (now {lr:g})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    with torch.no_grad():  # CLIP clamps the stored logit scale too, so its gradient never vanishes at the clamp
+        model.criterion.logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
+    return loss.item()
+
+
 def train_clip(cfg: CLIPConfig, progress: bool = True) -> CLIPResult:
     """Train the CLIP baseline on the manifest's train split; evaluate on ``cfg.eval_split``."""
     from tqdm.auto import tqdm
 
+    # ===== data: image–report pairs and a tokenizer built from the training reports =====
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     run_dir = Path(cfg.out_dir).resolve()
@@ -211,47 +245,40 @@ def train_clip(cfg: CLIPConfig, progress: bool = True) -> CLIPResult:
     tokenizer_path = tokenizer.save(run_dir / "tokenizer.json")
     token_ids = tokenizer(pairs.reports)  # (N, L)
 
+    # ===== model, optimizer, schedule =====
     model = build_model(cfg, tokenizer).to(device)
     encoder = model.image_encoder
-    if cfg.patch_drop > 0:
+    if cfg.patch_drop > 0:  # FLIP: only active in train mode
         encoder.patch_drop = PatchDropout(cfg.patch_drop, num_prefix_tokens=encoder.num_prefix_tokens)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     lrs = cosine_schedule(cfg.lr, cfg.min_lr, cfg.max_steps, cfg.warmup)
     mean = torch.tensor(encoder.spec.image_mean).view(3, 1, 1)
     std = torch.tensor(encoder.spec.image_std).view(3, 1, 1)
     g = torch.Generator().manual_seed(cfg.seed)
-    batch = min(cfg.batch_size, len(pairs))
-    order = torch.randperm(len(pairs), generator=g)
-    cursor = 0
+    sampler = BatchSampler(len(pairs), cfg.batch_size, g)
+
+    # ===== training loop; metrics.csv is flushed every step (watch it with `tail -f`) =====
     metrics_path = run_dir / "metrics.csv"
     rows: list[dict[str, float]] = []
     model.train()
     start = time.perf_counter()
-    for step in tqdm(range(cfg.max_steps), desc="CLIP", disable=not progress):
-        if cursor + batch > len(pairs):
-            order, cursor = torch.randperm(len(pairs), generator=g), 0
-        idx = order[cursor:cursor + batch].tolist()
-        cursor += batch
-        images = torch.stack([augment(pairs.image(i), cfg, mean, std, g) for i in idx]).to(device)  # (B, 3, S, S)
-        groups = pairs.groups[idx].to(device) if cfg.same_report_positives else None
-        for group in optimizer.param_groups:
-            group["lr"] = float(lrs[step])
-        loss = model.criterion(model.encode_image(images), model.encode_text(token_ids[idx].to(device)), groups)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"CLIP loss is {loss.item()} at step {step}: lower lr (now {cfg.lr})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        with torch.no_grad():  # CLIP clamps the stored logit scale so its gradient never vanishes at the clamp
-            model.criterion.logit_scale.clamp_(0.0, math.log(100.0))
-        rows.append({"step": step, "loss": loss.item(), "lr": float(lrs[step]),
-                     "temperature": model.criterion.temperature, "seconds": time.perf_counter() - start})
-    write_metrics(metrics_path, rows)
+    with metrics_path.open("w", newline="") as log:
+        writer = csv.DictWriter(log, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        for step in tqdm(range(cfg.max_steps), desc="CLIP", disable=not progress):
+            idx = sampler.next()
+            images = torch.stack([augment(pairs.image(i), cfg, mean, std, g) for i in idx])  # (B, 3, S, S)
+            groups = pairs.groups[idx].to(device) if cfg.same_report_positives else None
+            loss = train_step(model, optimizer, images.to(device), token_ids[idx].to(device), groups,
+                              float(lrs[step]), cfg.grad_clip)
+            rows.append({"step": step, "loss": loss, "lr": float(lrs[step]),
+                         "temperature": model.criterion.temperature, "seconds": time.perf_counter() - start})
+            writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in rows[-1].items()})
+            log.flush()
     encoder.patch_drop = nn.Identity()
     model.eval()
 
+    # ===== outputs: both towers, the image tower as a backbone, evaluation =====
     model_path = save_clip(model.cpu(), run_dir / "clip_model.safetensors")
     encoder_path = save_backbone(encoder, run_dir / "image_encoder.safetensors",
                                  meta={"objective": "clip", "config": asdict(cfg)})
@@ -263,14 +290,6 @@ def train_clip(cfg: CLIPConfig, progress: bool = True) -> CLIPResult:
     final.update(evaluation.summary())
     atomic.write_json(run_dir / "eval.json", final)
     return CLIPResult(run_dir, encoder_path, model_path, tokenizer_path, metrics_path, final, evaluation)
-
-
-def write_metrics(path: Path, rows: list[dict[str, float]]) -> Path:
-    with atomic.atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: repr(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows)
-    return path
 
 
 def read_metrics(path: str | Path) -> pd.DataFrame:
