@@ -11,6 +11,8 @@ their macro average, and (random features) how well age and sex are recovered fr
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +44,10 @@ def measure_difficulty(manifest_path: str | Path, image_size: int = 64, epochs: 
     test = np.array(df["split"] == "test")
     usable = [j for j in range(len(FINDINGS))
               if 0 < labels[train, j].sum() < train.sum() and 0 < labels[test, j].sum() < test.sum()]
-    feats = random_vit_features(images, image_size, seed, device)
+    with _torch_threads(1):  # tiny models: extra threads only add synchronisation (and spin on busy machines)
+        feats = random_vit_features(images, image_size, seed, device)
+        scores_cnn = _cnn_scores(images, labels, train, test, epochs, seed, device)
     scores_lin = _linear_scores(feats, labels, train, test, usable, seed)
-    scores_cnn = _cnn_scores(images, labels, train, test, epochs, seed, device)
     return {
         "findings": [FINDINGS[j] for j in usable],
         "n_train": int(train.sum()), "n_test": int(test.sum()), "image_size": image_size, "epochs": epochs,
@@ -52,6 +55,16 @@ def measure_difficulty(manifest_path: str | Path, image_size: int = 64, epochs: 
         "supervised_cnn": _summary(scores_cnn, labels, test, usable),
         "metadata": _metadata(feats, df, train, test, seed),
     }
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def load_images(df: pd.DataFrame, root: Path, size: int) -> torch.Tensor:
