@@ -17,7 +17,7 @@ import pandas as pd
 from raddino_lib.data.schema import ANATOMY, FINDINGS, label_column, mask_column
 from raddino_lib.probe.bootstrap import Estimate, patient_bootstrap
 from raddino_lib.probe.classification import DEFAULT_CS, linear_probe
-from raddino_lib.probe.features import extract_features
+from raddino_lib.probe.features import FeatureSet, extract_features
 from raddino_lib.probe.knn import knn_probe
 from raddino_lib.probe.segmentation import SegConfig, mean_over_structures, segmentation_probe
 from raddino_lib.results import metric
@@ -37,6 +37,20 @@ def grid_bytes(backbone_path: str, n_images: int, image_size: int) -> int:
 
     spec = read_backbone_spec(backbone_path)
     return 2 * n_images * (image_size // spec["patch_size"]) ** 2 * spec["embed_dim"]
+
+
+def encoder_features(path: str, manifest: str, cache_dir: str | None, image_size: int, batch_size: int = 64,
+                     device: str = "cpu", num_workers: int = 0, keep_grid: bool | None = None,
+                     n_images: int | None = None, progress: bool = True) -> FeatureSet:
+    """``extract_features`` for classification: patch grids kept too when small (keep_grid None), so that the
+    segmentation probe later reuses the same cache file."""
+    if keep_grid is None:
+        from raddino_lib.data.manifest import read_manifest
+
+        n = n_images if n_images is not None else len(read_manifest(manifest, check_files=False))
+        keep_grid = bool(cache_dir) and grid_bytes(path, n, image_size) < GRID_CACHE_BYTES
+    return extract_features(path, manifest, cache_dir, image_size, batch_size, device, keep_grid=keep_grid,
+                            num_workers=num_workers, progress=progress)
 
 
 def _cell(est: Estimate) -> dict[str, float | None]:
@@ -132,10 +146,8 @@ def compare_classification(encoders: Mapping[str, str], manifest: str, cache_dir
     labels, splits, pids = label_matrix(df, names), df["split"].to_numpy(), df["patient_id"].to_numpy()
     table, rows, skipped = {}, [], {}
     for enc, path in encoders.items():
-        grid = keep_grid if keep_grid is not None else bool(cache_dir) and grid_bytes(path, len(df), image_size) < \
-            GRID_CACHE_BYTES
-        fs = extract_features(path, manifest, cache_dir, image_size, batch_size, device, keep_grid=grid,
-                              num_workers=num_workers)
+        fs = encoder_features(path, manifest, cache_dir, image_size, batch_size, device, num_workers, keep_grid,
+                              n_images=len(df))
         table[enc] = {}
         for probe, (kind, feats) in CLASSIFICATION_PROBES.items():
             x = fs.features(feats)
