@@ -109,10 +109,12 @@ def plot_scores_vs_chance(table: Mapping[str, Mapping[str, Mapping[str, float | 
         err = np.nan_to_num(np.abs(np.vstack([v - lo, hi - v])))
         ax.bar(names, np.nan_to_num(v), yerr=err, capsize=3, color="tab:blue")
         chance = [(table[n].get(f"{score}_chance") or {}).get("value") for n in names]
+        chance = [np.nan if c is None else c for c in chance]
         for i, c in enumerate(chance):
-            if c is not None:
+            if np.isfinite(c):
                 ax.hlines(c, i - 0.4, i + 0.4, colors="grey", linestyles="--", label="chance" if i == 0 else None)
-        ax.set(title=score, ylim=(0, 1))
+        top = np.nanmax(np.concatenate([v, hi, np.array(chance, dtype=float)]), initial=0.0)
+        ax.set(title=score, ylim=(0, min(1.05, 1.25 * top) if top > 0 else 1.0))  # small masks: zoom in
         ax.tick_params(axis="x", rotation=30)
     axes[0, 0].legend(fontsize=7, frameon=False)
     fig.tight_layout()
