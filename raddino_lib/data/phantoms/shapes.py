@@ -46,7 +46,7 @@ def ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, a: float, b: flo
     """Normalised squared radius of a rotated ellipse: < 1 inside. (S, S)."""
     dx, dy = x - cx, y - cy
     if angle:
-        c, s = np.cos(angle), np.sin(angle)
+        c, s = float(np.cos(angle)), float(np.sin(angle))  # Python floats keep the grid float32
         dx, dy = c * dx + s * dy, -s * dx + c * dy
     return (dx / a) ** 2 + (dy / b) ** 2
 
