@@ -77,3 +77,18 @@ def test_segmentation_table_and_overlay_arrays(toy):
     assert res.images.shape == (2, 32, 32) and res.truth.shape == (2, 2, 32, 32)
     assert res.predictions["random"].shape == (2, 2, 32, 32)
     assert res.truth[:, 0].sum() > 0
+
+
+def test_the_reading_follows_the_intervals():
+    from raddino_lib.probe.compare import describe
+
+    def cell(v, lo, hi):
+        return {"m": {"value": v, "ci_low": lo, "ci_high": hi}}
+
+    apart = {"ssl": cell(0.8, 0.75, 0.85), "random": cell(0.5, 0.45, 0.55), "language": cell(0.9, 0.87, 0.93)}
+    text = describe(apart, "m", chance=0.5)
+    assert "**ssl** lies above **random**" in text and "**ssl** lies below **language**" in text
+    assert "not reproduced" in text and "Above chance (0.5) with 95% confidence: ssl, language." in text
+    close = {"ssl": cell(0.8, 0.7, 0.9), "language": cell(0.78, 0.69, 0.88)}
+    text = describe(close, "m", chance=0.5)
+    assert "overlap" in text and "neither supports nor contradicts" in text

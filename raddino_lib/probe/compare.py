@@ -83,17 +83,25 @@ def compare_pair(table: Mapping[str, Mapping[str, Mapping]], a: str, b: str, nam
     return f"{name}: {a} {va:.3f} vs {b} {vb:.3f} ({va - vb:+.3f}); {where}."
 
 
-def describe(table: Mapping[str, Mapping[str, Mapping]], name: str) -> str:
-    """Markdown bullets comparing ssl with random and language (and extras with random) on one metric."""
+def describe(table: Mapping[str, Mapping[str, Mapping]], name: str, chance: float | None = None) -> str:
+    """Markdown bullets comparing ssl with random and language (and extras with random) on one metric;
+    with ``chance`` (0.5 for AUROC), also which encoders lie above it."""
     pairs = [("ssl", "random"), ("ssl", "language"), ("language", "random")]
     pairs += [(e, "random") for e in table if e not in ("ssl", "random", "language")]
     lines = [f"- {compare_pair(table, a, b, name)}" for a, b in pairs if a in table and b in table]
-    if "ssl" in table and "language" in table:
+    if "ssl" in table and "language" in table and None not in (table["ssl"][name]["ci_low"],
+                                                                table["language"][name]["ci_low"]):
         ssl, lang = table["ssl"][name], table["language"][name]
-        holds = ssl["value"] is not None and lang["ci_low"] is not None and ssl["value"] >= lang["ci_low"]
-        lines.append(f"- RAD-DINO's claim that image-only SSL matches or beats language supervision is "
-                     f"{'consistent with' if holds else 'not reproduced by'} this run on {name} (SSL's value "
-                     f"{'is not below' if holds else 'is below'} the language encoder's interval).")
+        verdict = ("SSL lies above the language encoder: consistent with RAD-DINO's claim that image-only SSL "
+                   "matches or beats language supervision" if ssl["ci_low"] > lang["ci_high"] else
+                   "SSL lies below the language encoder: RAD-DINO's claim that image-only SSL matches or beats "
+                   "language supervision is not reproduced by this run" if ssl["ci_high"] < lang["ci_low"] else
+                   "the intervals overlap: this run neither supports nor contradicts RAD-DINO's claim that "
+                   "image-only SSL matches or beats language supervision (more test images would tell)")
+        lines.append(f"- {verdict}.")
+    if chance is not None:
+        above = [e for e, c in table.items() if c[name]["ci_low"] is not None and c[name]["ci_low"] > chance]
+        lines.append(f"- Above chance ({chance}) with 95% confidence: {', '.join(above) if above else 'no encoder'}.")
     return "\n".join(lines) or f"- fewer than two encoders: nothing to compare on {name}."
 
 
