@@ -116,6 +116,7 @@ def plot_scores_vs_chance(table: Mapping[str, Mapping[str, Mapping[str, float | 
         top = np.nanmax(np.concatenate([v, hi, np.array(chance, dtype=float)]), initial=0.0)
         ax.set(title=score, ylim=(0, min(1.05, 1.25 * top) if top > 0 else 1.0))  # small masks: zoom in
         ax.tick_params(axis="x", rotation=30)
-    axes[0, 0].legend(fontsize=7, frameon=False)
+    if axes[0, 0].get_legend_handles_labels()[0]:
+        axes[0, 0].legend(fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
