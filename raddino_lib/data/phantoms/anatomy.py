@@ -68,13 +68,14 @@ def render_anatomy(case: Case, x: np.ndarray, y: np.ndarray, rng: np.random.Gene
     lung_f = 1.0 - u * u * np.sqrt(u) - ((y - cy) / b) ** 2  # superellipse, exponents 2.5 and 2
     diaphragm = where(left, d_left, d_right) - dome * (1.0 - np.clip(((ax - 0.33 * scale) / 0.5) ** 2, 0, 1))
     unfold = aging * rng.uniform(0.6, 1.2)
-    med_w = 0.085 * scale + 0.025 * step(y + 0.35, 0.05) + where(left, 0.07 * unfold * step(y + 0.45, 0.04), 0.0)
+    med_w = 0.085 * scale + 0.025 * step(y + 0.35, 0.05) + 0.035 * step(y + 0.1, 0.12)  # widens towards the heart
+    med_w = med_w + where(left, 0.07 * unfold * step(y + 0.45, 0.04), 0.0)
 
     # ---- heart, aortic knob
     hs = (1.0 + 0.14 * f["Cardiomegaly"].severity if "Cardiomegaly" in f else 1.0) * (1.13 if ap else 1.0)
     hs *= rng.uniform(0.94, 1.06) * scale
-    hx, hy = mid + 0.09 * hs, 0.31 + 0.04 * (hs - 1.0)
-    heart_e = ellipse(x, y, hx, hy, 0.33 * hs, 0.25 * hs, angle=-0.30)
+    hx, hy = mid + 0.10 * hs, 0.31 + 0.04 * (hs - 1.0)
+    heart_e = ellipse(x, y, hx, hy, 0.35 * hs, 0.24 * hs, angle=-0.30)
     heart_soft = step(1.0 - heart_e, 0.08)
     knob_x, knob_r = mid + 0.075 * scale + 0.07 * unfold, 0.055 + 0.035 * unfold
     knob = disc(x, y, knob_x, -0.36 - 0.04 * unfold, knob_r, knob_r, edge=0.2)
@@ -107,7 +108,7 @@ def render_anatomy(case: Case, x: np.ndarray, y: np.ndarray, rng: np.random.Gene
     calcified = aging > 0.45 and rng.random() < 0.4 + 0.6 * aging
     if calcified:  # calcified rim of the aortic knob
         rim = band(np.sqrt(ellipse(x, y, knob_x, -0.36 - 0.04 * unfold, knob_r, knob_r)) - 1.0, 0.07, 0.03)
-        bone += 0.5 * rim * step(-0.36 - 0.04 * unfold - y + 0.02, 0.02)
+        bone += 0.3 * rim * step(-0.36 - 0.04 * unfold - y + 0.02, 0.02)
     return Anatomy(x=x, y=y, ax=ax, sgn=sgn, lung_f=lung_f, diaphragm=diaphragm, base=base, air=air,
                    vessels=vessels, bone=bone, lung=lung, heart=heart, mid=mid, hilum_y=-0.05, thorax_w=0.78 * scale)
 
@@ -169,8 +170,8 @@ def _bones(x: np.ndarray, y: np.ndarray, ax: np.ndarray, mid: float, scale: floa
         cartilage *= step(6.5 - a_phase, 0.1) * (aging - 0.35) * 1.6
     # clavicles: S-shaped, higher and more horizontal on AP
     cy0 = -0.70 - (0.06 if ap else 0.0)
-    clav_c = cy0 - (0.10 if ap else 0.22) * a + 0.35 * (a - 0.25) ** 2
-    clav = band(y - clav_c, 0.03, 0.008) * step(0.62 - a, 0.02) * step(ax - 0.05, 0.01)
+    clav_c = cy0 - (0.18 if ap else 0.32) * a + 0.35 * (a - 0.25) ** 2
+    clav = band(y - clav_c, 0.03, 0.008) * step(0.62 - a, 0.02) * step(ax - 0.07, 0.01)
     # scapulae: medial border over the lungs on AP, rotated out of the lung fields on PA
     m0 = 0.50 if ap else 0.80
     medial = m0 + 0.2 * (y + 0.8)
