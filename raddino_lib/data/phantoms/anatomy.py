@@ -76,7 +76,7 @@ def render_anatomy(case: Case, x: np.ndarray, y: np.ndarray, rng: np.random.Gene
     hs *= rng.uniform(0.94, 1.06) * scale
     hx, hy = mid + 0.10 * hs, 0.31 + 0.04 * (hs - 1.0)
     heart_e = ellipse(x, y, hx, hy, 0.35 * hs, 0.24 * hs, angle=-0.30)
-    heart_soft = step(1.0 - heart_e, 0.08)
+    heart_soft = step(1.0 - heart_e, 0.08) * step(diaphragm + 0.03 - y, 0.015)  # the heart sits on the diaphragm
     knob_x, knob_r = mid + 0.075 * scale + 0.07 * unfold, 0.055 + 0.035 * unfold
     knob = disc(x, y, knob_x, -0.36 - 0.04 * unfold, knob_r, knob_r, edge=0.2)
 
