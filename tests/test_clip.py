@@ -158,9 +158,9 @@ def tiny_run(tmp_path_factory):
     from raddino_lib.data.phantoms import generate
 
     root = tmp_path_factory.mktemp("clip")
-    manifest = generate(root / "data", n=30, size=32, seed=0, balanced=True)
+    manifest = generate(root / "data", n=24, size=32, seed=0, balanced=True)
     cfg = CLIPConfig(manifest=str(manifest), out_dir=str(root / "run"), arch="vit_tiny", patch_size=8, depth=1,
-                     image_size=32, batch_size=8, max_steps=3, proj_dim=16, text_width=32, text_depth=1,
+                     image_size=32, batch_size=8, max_steps=2, proj_dim=16, text_width=32, text_depth=1,
                      text_heads=2, max_length=48, eval_batch_size=16)
     return cfg, train_clip(cfg, progress=False)
 
@@ -175,7 +175,7 @@ def test_train_clip_writes_a_loadable_encoder_and_metrics(tiny_run):
     assert torch.allclose(encoder.forward_features(x), clip.image_encoder.forward_features(x), atol=1e-6)
     lines = result.metrics_path.read_text().splitlines()
     assert lines[0] == "step,loss,lr,temperature,seconds" and len(lines) == 1 + cfg.max_steps
-    assert json.loads((result.run_dir / "config.json").read_text())["max_steps"] == 3
+    assert json.loads((result.run_dir / "config.json").read_text())["max_steps"] == cfg.max_steps
     m = result.final_metrics
     assert 0.0 <= m["zeroshot_macro_auroc"] <= 1.0 and 0.0 <= m["retrieval_r@5_i2t"] <= 1.0
     assert m["retrieval_r@1_t2i"] <= m["retrieval_r@5_t2i"] <= m["retrieval_r@10_t2i"]
