@@ -70,7 +70,6 @@ FINDING_PHRASES: dict[str, str] = {
 }
 
 
-
 def zero_shot_prompts(finding: str) -> tuple[str, str]:
     """(negative, positive) report sentences for zero-shot classification, e.g. ("No pleural effusion.",
     "Pleural effusion.")."""
@@ -80,7 +79,8 @@ def zero_shot_prompts(finding: str) -> tuple[str, str]:
     return f"No {phrase}.", f"{phrase[0].upper()}{phrase[1:]}."
 
 
-# Cues: (pattern, kind) with kind "neg" or "unc"; pre-cues scope forward, post-cues backward.
+# Cue patterns. Pre-cues reach forward to a mention, post-cues back to one, both stopped by a terminator.
+# "likely" is uncertain (as in CheXpert and RadGraph): "opacity, likely atelectasis" -> -1.
 PRE_NEGATION = (r"\bno\b|\bnot\b|\bwithout\b|negative for|free of|clear of|absence of|\babsent\b"
                 r"|resolution of|resolved\b|\bnor\b|\bneither\b|rather than")
 POST_NEGATION = (r"(?:is|are|was|were)? ?not (?:\w+ )?(?:seen|identified|present|evident|appreciated|visualized"
