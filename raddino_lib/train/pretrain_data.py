@@ -15,6 +15,7 @@ No draw touches the global RNGs, which belong to the model (drop path) and are c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -163,3 +164,17 @@ def build_pretrain_loader(cfg: Any, spec: Any, info: Any, start_step: int = 0) -
                         persistent_workers=cfg.num_workers > 0, pin_memory=torch.cuda.is_available(),
                         generator=torch.Generator().manual_seed(cfg.seed))  # never draws from the global RNG
     return loader, len(paths)
+
+
+def preview_batch(cfg: Any, n_images: int = 4) -> dict[str, torch.Tensor]:
+    """The first batch (up to ``n_images`` images) a run with ``cfg`` would see, for figures."""
+    from types import SimpleNamespace
+
+    from raddino_lib.models import IMAGENET_MEAN, IMAGENET_STD
+    from raddino_lib.train.distributed import DistInfo
+
+    spec = SimpleNamespace(image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, patch_size=cfg.patch_size)
+    small = dataclasses.replace(cfg, batch_size=max(2, min(n_images, cfg.batch_size)), num_workers=0,
+                                cache_images=False)
+    loader, _ = build_pretrain_loader(small, spec, DistInfo())
+    return next(iter(loader))

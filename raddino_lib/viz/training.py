@@ -1,0 +1,89 @@
+"""Figures of a pretraining run: loss curves and schedules from metrics.csv, and a batch of crops + masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from raddino_lib.train.metrics_log import read_metrics
+
+LOSS_TERMS = (("total_loss", "total"), ("dino_loss", "DINO [CLS]"), ("ibot_loss", "iBOT masked patches"),
+              ("koleo_loss", "KoLeo"))
+SCHEDULES = (("lr", "learning rate"), ("wd", "weight decay"), ("momentum", "teacher EMA momentum"),
+             ("teacher_temp", "teacher temperature"))
+
+
+def _smooth(y: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(y) < window:
+        return y
+    kernel = np.ones(window) / window
+    return np.convolve(np.pad(y, (window - 1, 0), mode="edge"), kernel, mode="valid")  # causal moving mean
+
+
+def plot_loss_curves(metrics_csv: str | Path, smooth: int = 0) -> Figure:
+    """One panel per loss term (raw and moving mean) and one per schedule, against the step.
+
+    smooth: moving-mean window; 0 picks ~1/20 of the run.
+    """
+    rows = read_metrics(metrics_csv)
+    if not rows:
+        raise ValueError(f"{metrics_csv} has no rows: the run has not logged a step yet")
+    step = np.array([r["step"] for r in rows])
+    window = smooth or max(1, len(rows) // 20)
+    fig, axes = plt.subplots(2, 4, figsize=(16, 6.5), constrained_layout=True)
+    for ax, (key, title) in zip(axes[0], LOSS_TERMS, strict=True):
+        y = np.array([r[key] for r in rows])
+        ax.plot(step, y, color="0.75", lw=0.8, label="per step")
+        ax.plot(step, _smooth(y, window), color="C0", lw=1.8, label=f"mean of {window}")
+        ax.set(title=title, xlabel="step")
+    axes[0, 0].legend(fontsize=8)
+    for ax, (key, title) in zip(axes[1], SCHEDULES, strict=True):
+        ax.plot(step, [r[key] for r in rows], color="C1")
+        ax.set(title=title, xlabel="step")
+    fig.suptitle(f"pretraining: {Path(metrics_csv).parent.name} ({len(rows)} steps)")
+    return fig
+
+
+def _to_gray(crop: torch.Tensor) -> np.ndarray:
+    """(3, S, S) normalized crop → (S, S) in [0, 1] for display (per-crop min-max)."""
+    x = crop.float().mean(0)
+    return ((x - x.min()) / (x.max() - x.min() + 1e-8)).cpu().numpy()
+
+
+def plot_crops_and_masks(batch: dict[str, torch.Tensor], patch_size: int, n_images: int = 4) -> Figure:
+    """Rows = images; columns = the 2 global crops (iBOT-masked patches in red) then the local crops.
+
+    batch: a collated multi-crop batch (``global_crops`` (2B, 3, G, G) view-major, ``local_crops``
+    (nL*B, 3, L, L), ``masks`` (2B, N) bool).
+    """
+    g, masks = batch["global_crops"], batch["masks"]
+    B = g.shape[0] // 2
+    local = batch.get("local_crops")
+    n_local = 0 if local is None or local.numel() == 0 else local.shape[0] // B
+    n_images = min(n_images, B)
+    grid = g.shape[-1] // patch_size
+    cols = 2 + n_local
+    fig, axes = plt.subplots(n_images, cols, figsize=(1.8 * cols, 1.9 * n_images), squeeze=False,
+                             constrained_layout=True)
+    for i in range(n_images):
+        for v in range(2):
+            ax = axes[i, v]
+            ax.imshow(_to_gray(g[v * B + i]), cmap="gray", vmin=0, vmax=1)
+            m = masks[v * B + i].view(grid, grid).float().cpu().numpy()
+            m = np.kron(m, np.ones((patch_size, patch_size)))  # (G, G): patch mask at pixel resolution
+            ax.imshow(np.ma.masked_where(m == 0, m), cmap="autumn", alpha=0.45, vmin=0, vmax=1)
+            ax.set_title(f"global {v + 1}: {int(masks[v * B + i].sum())} masked" if i == 0 else
+                         f"{int(masks[v * B + i].sum())} masked", fontsize=8)
+        for j in range(n_local):
+            axes[i, 2 + j].imshow(_to_gray(local[j * B + i]), cmap="gray", vmin=0, vmax=1)
+            if i == 0:
+                axes[i, 2 + j].set_title(f"local {j + 1}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("multi-crop views (red: patches the student sees as [MASK]; the teacher sees them all)")
+    return fig
