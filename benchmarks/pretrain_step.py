@@ -86,7 +86,7 @@ def make_step(cfg: PretrainConfig, device: torch.device):
         for module in (arch.student["backbone"], arch.teacher["backbone"]):
             module.forward_features = torch.compile(module.forward_features)
     groups = param_groups_lrd(arch.student, weight_decay=0.04, layer_decay=0.9, patch_embed_lr_mult=0.2)
-    optimizer = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.999), fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(groups, lr=1e-4, betas=(0.9, 0.999), fused=True)
     params = [p for gr in groups for p in gr["params"]]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 

@@ -153,7 +153,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> PretrainResult:
         save_backbone(arch.teacher["backbone"], init_path, meta={"step": 0, "source": cfg.init_weights or "random"})
     groups = param_groups_lrd(arch.student, weight_decay=cfg.weight_decay, layer_decay=cfg.layerwise_decay,
                               patch_embed_lr_mult=cfg.patch_embed_lr_mult)
-    optimizer = torch.optim.AdamW(groups, lr=0.0, betas=(0.9, cfg.adam_beta2))
+    optimizer = torch.optim.AdamW(groups, lr=0.0, betas=(0.9, cfg.adam_beta2), fused=True)  # one kernel per tensor
     params = [p for g in groups for p in g["params"]]
     loader, n_images = build_pretrain_loader(cfg, arch.student["backbone"].spec, info,
                                              start_step=ckpt.step if ckpt else 0)

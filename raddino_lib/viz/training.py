@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from raddino_lib.train.metrics_log import read_metrics
@@ -75,7 +76,7 @@ def plot_crops_and_masks(batch: dict[str, torch.Tensor], patch_size: int, n_imag
             ax.imshow(_to_gray(g[v * B + i]), cmap="gray", vmin=0, vmax=1)
             m = masks[v * B + i].view(grid, grid).float().cpu().numpy()
             m = np.kron(m, np.ones((patch_size, patch_size)))  # (G, G): patch mask at pixel resolution
-            ax.imshow(np.ma.masked_where(m == 0, m), cmap="autumn", alpha=0.45, vmin=0, vmax=1)
+            ax.imshow(np.ma.masked_where(m == 0, m), cmap=ListedColormap(["red"]), alpha=0.4, vmin=0, vmax=1)
             ax.set_title(f"global {v + 1}: {int(masks[v * B + i].sum())} masked" if i == 0 else
                          f"{int(masks[v * B + i].sum())} masked", fontsize=8)
         for j in range(n_local):
