@@ -56,13 +56,17 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
+    from raddino_lib.train.distributed import cleanup_distributed
     from raddino_lib.train.pretrain import pretrain
 
     cfg = config_from_args(args)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
-    result = pretrain(cfg, progress=not args.no_progress)
+    try:
+        result = pretrain(cfg, progress=not args.no_progress)
+    finally:
+        cleanup_distributed()
     print(json.dumps({"run_dir": str(result.run_dir), "backbone": str(result.backbone_path),
                       "backbone_init": str(result.backbone_init_path), **result.final_metrics}, indent=2))
     return 0
