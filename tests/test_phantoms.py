@@ -152,3 +152,40 @@ def test_lesion_contrast_zero_draws_labels_without_pixels(tmp_path):
               for p, has in zip(a["path"], a[label_column("No Finding")] == 0, strict=True) if has]
     assert any(differ)
     assert mask_column("Nodule") in a.columns
+
+
+def test_cli_generates_and_prints_a_summary(tmp_path, capsys):
+    import argparse
+
+    from raddino_lib.data.phantoms import cli
+
+    parser = argparse.ArgumentParser(prog="raddino")
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["phantoms", "--out", str(tmp_path / "c"), "--n", "6", "--size", "32", "--seed", "1"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "6 images, 6 patients" in text and "prevalence:" in text and "sex:" in text
+    assert (tmp_path / "c/card.yaml").is_file()
+    args = parser.parse_args(["phantoms", "--out", str(tmp_path / "c"), "--n", "7", "--size", "32"])
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        args.func(args)
+
+
+def test_plots_return_figures(dataset):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from raddino_lib.viz import phantoms as viz
+
+    df = pd.read_csv(dataset)
+    present = tuple(f for f in LOCALIZED_FINDINGS if (df[label_column(f)] == 1).any())[:2]
+    figures = [viz.gallery_by_finding(dataset, findings=present, per_finding=1, anatomy=True),
+               viz.gallery_by_factor(dataset), viz.image_with_report(dataset), viz.prevalence_chart(dataset),
+               viz.patient_factors(dataset)]
+    assert all(isinstance(f, Figure) for f in figures)
+    axes = figures[0].axes
+    assert len(present) == 2 and len(axes) == 2 and all(len(ax.collections) == 4 for ax in axes)  # 3 anatomy + lesion
+    plt.close("all")
