@@ -70,13 +70,16 @@ def main() -> None:
     p.add_argument("--patch-size", type=int, default=8)
     p.add_argument("--depth", type=int, default=6, help="0 = the arch's default depth")
     p.add_argument("--image-size", type=int, default=96)
-    p.add_argument("--n", type=int, default=256, help="phantom images")
+    p.add_argument("--n", type=int, default=512, help="phantom images")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-workers", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--num-workers", type=int, default=-1,
+                   help="DataLoader workers; -1 = 0 on CPU (workers would take cores from the model), 4 on CUDA")
     p.add_argument("--repeats", type=int, default=3, help="alternating runs of each; medians are reported")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
+    if args.num_workers < 0:
+        args.num_workers = 4 if args.device.startswith("cuda") else 0
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = generate(Path(tmp) / "phantoms", args.n, args.image_size, seed=0, workers=2)
