@@ -97,7 +97,11 @@ def _train_head(grid: np.ndarray, masks: np.ndarray, cfg: SegConfig) -> LinearSe
     tokens = torch.as_tensor(grid, dtype=torch.float32)
     target = torch.as_tensor(masks, dtype=torch.float32)
     flat = tokens.reshape(-1, tokens.shape[-1])  # (N*h*w, D)
-    head = LinearSegHead(tokens.shape[-1], target.shape[1], flat.mean(0), flat.std(0).clamp_min(1e-6)).to(cfg.device)
+    head = LinearSegHead(tokens.shape[-1], target.shape[1], flat.mean(0), flat.std(0).clamp_min(1e-6))
+    with torch.no_grad():  # start at each structure's pixel prevalence: small lesions need not unlearn p = 0.5
+        prior = target.mean(dim=(0, 2, 3)).clamp(1e-4, 1 - 1e-4)  # (S,)
+        head.conv.bias.copy_(torch.log(prior / (1 - prior)))
+    head = head.to(cfg.device)
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     size = tuple(target.shape[-2:])
