@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raddino_lib.data.schema import ANATOMY, mask_column
+from raddino_lib.device import resolve_device
 from raddino_lib.probe.bootstrap import patient_bootstrap
 from raddino_lib.results import metric
 from raddino_lib.viz.attention import cls_attention, mean_heads
@@ -192,6 +193,7 @@ def compare_attention(encoders: dict[str, str], manifest: str, image_size: int, 
     from raddino_lib.data.transforms import eval_transform_for
     from raddino_lib.models import load_backbone
 
+    device = resolve_device(device)
     df = read_manifest(manifest)
     lesions = [s for s in finding_masks(df) if df[mask_column(s)].fillna("").astype(str).ne("").any()]
     lungs = [s for s in LUNGS if mask_column(s) in df.columns]
