@@ -39,7 +39,7 @@ def plot_label_metric(per_label: Mapping[str, pd.DataFrame], metric: str = "auro
     per_label: encoder -> DataFrame with columns finding, <metric>, <metric>_ci_low, <metric>_ci_high.
     """
     findings = sorted({f for df in per_label.values() for f in df["finding"]})
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(findings) * max(len(per_label), 1) ** 0.5 + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(min(14.0, max(5.0, 0.6 * len(findings) * max(len(per_label), 1) ** 0.5 + 2)), 3.8))
     _grouped_bars(ax, findings, per_label, "finding", metric)
     if chance is not None:
         ax.axhline(chance, color="grey", ls="--", lw=1)
@@ -77,7 +77,7 @@ def plot_metric_table(table: Mapping[str, Mapping[str, Mapping[str, float | None
 def plot_dice_bars(tables: Mapping[str, pd.DataFrame], title: str = "") -> Figure:
     """Dice per structure for each encoder; tables: encoder -> DataFrame(structure, dice, dice_ci_low, dice_ci_high)."""
     structures = list(dict.fromkeys(s for df in tables.values() for s in df["structure"]))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(structures) + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(min(14.0, max(5.0, 1.2 * len(structures) + 2)), 3.8))
     _grouped_bars(ax, structures, tables, "structure", "dice")
     ax.set_ylabel("Dice")
     ax.set_ylim(0, 1.05)
