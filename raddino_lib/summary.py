@@ -19,7 +19,8 @@ from raddino_lib.results import RESULTS_NAME, read_results
 HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("03_classification_probe", "cls_macro_auroc", "findings AUROC (linear, CLS)"),
     ("03_classification_probe", "knn_macro_auroc", "findings AUROC (kNN)"),
-    ("04_segmentation_probe", "dice_mean", "segmentation Dice"),
+    ("04_segmentation_probe", "dice_anatomy_mean", "anatomy Dice (lungs, heart)"),
+    ("04_segmentation_probe", "dice_mean", "Dice, all structures"),
     ("05_attention_maps", "attn_mass_in_lesion", "attention mass in lesion"),
     ("06_metadata_correlation", "age_r2", "age R²"),
     ("06_metadata_correlation", "sex_auroc", "sex AUROC"),
