@@ -163,10 +163,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init-weights", default="", help="DINOv2 / RAD-DINO weights (file or HF folder) to start from")
     p.add_argument("--extra-encoders", default="", help="more encoders to probe: name=path,name=path")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--only", nargs="*", default=(), help="run only these notebooks (e.g. 03_classification_probe)")
+    p.add_argument("--only", nargs="*", default=(),
+                   help="run only these notebooks, by section or name (e.g. classification,segmentation)")
     p.add_argument("--set", nargs="*", default=(), metavar="SECTION.PARAM=VALUE",
                    help="override a profile value, e.g. pretrain.max_steps=100 (VALUE parsed as JSON if it can be)")
     p.set_defaults(func=_run_command)
+
+
+def parse_only(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``--only a,b c`` -> ("a", "b", "c"); each must name a notebook or its section."""
+    names = tuple(x for item in items for x in item.split(",") if x)
+    known = {n for pair in NOTEBOOKS for n in pair}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"--only {', '.join(unknown)}: unknown (choose from {', '.join(s for s, _ in NOTEBOOKS)} "
+                         "or a notebook name)")
+    return names
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -187,7 +199,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, A
 def _run_command(args: argparse.Namespace) -> int:
     options = RunOptions(profile=args.profile, out=args.out, resume=args.resume, manifest=args.manifest,
                          init_weights=args.init_weights, extra_encoders=args.extra_encoders, device=args.device,
-                         only=tuple(args.only), overrides=parse_overrides(args.set))
+                         only=parse_only(args.only), overrides=parse_overrides(args.set))
     try:
         run_pipeline(options)
     except PipelineError as err:
