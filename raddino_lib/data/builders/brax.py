@@ -19,18 +19,15 @@ from raddino_lib.data.builders.common import (
     BuildError,
     Record,
     blank_value,
-    fill_blank,
-    map_labels,
+    chexpert_labels,
     normalize_age,
     normalize_sex,
     normalize_view,
-    original_label_string,
     read_table,
     records_to_frame,
     require_columns,
     require_file,
     resolve_images,
-    source_labels,
 )
 
 ALTERNATIVES = {
@@ -51,13 +48,12 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
     col = {key: _first(df, names, path, required=key == "path") for key, names in ALTERNATIVES.items()}
     records = []
     for i, row in enumerate(df.to_dict("records")):
-        source = source_labels(row, mapping, f"{path} row {i + 1}")
+        labels, original = chexpert_labels(row, mapping, blank, f"{path} row {i + 1}")
         rel = row[col["path"]].strip().lstrip("/")
         records.append(Record(
             image_id=rel, path=rel, patient_id=row["PatientID"], study_id=row.get(col["study"], ""),
             age=normalize_age(row.get(col["age"], "")), sex=normalize_sex(row.get(col["sex"], "")),
-            view=normalize_view(row.get(col["view"], "")), original_labels=original_label_string(source),
-            labels=map_labels(fill_blank(source, blank), mapping)))
+            view=normalize_view(row.get(col["view"], "")), labels=labels, original_labels=original))
     records = resolve_images(records, root, card["name"], drop_missing)
     return records_to_frame(records, card["name"], card["site"], seed=seed)
 

@@ -18,17 +18,14 @@ from raddino_lib.data.builders.common import (
     BuildError,
     Record,
     blank_value,
-    fill_blank,
-    map_labels,
+    chexpert_labels,
     normalize_age,
     normalize_sex,
     normalize_view,
-    original_label_string,
     read_table,
     records_to_frame,
     require_columns,
     resolve_images,
-    source_labels,
 )
 
 COLUMNS = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA")
@@ -45,7 +42,7 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
         df = read_table(path)
         require_columns(df, COLUMNS + tuple(mapping), path)
         for i, row in enumerate(df.to_dict("records")):
-            source = source_labels(row, mapping, f"{path} row {i + 1}")
+            labels, original = chexpert_labels(row, mapping, blank, f"{path} row {i + 1}")
             rel = _relative(root, row["Path"])
             parts = Path(rel).parts
             patient = next((p for p in parts if p.startswith("patient")), parts[0])
@@ -55,7 +52,7 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
                 image_id=_release_relative(row["Path"]), path=rel, patient_id=patient, study_id=f"{patient}/{study}",
                 age=normalize_age(row["Age"]) if row["Age"].strip() not in ("0", "") else float("nan"),
                 sex=normalize_sex(row["Sex"]), view=view, split=split,
-                labels=map_labels(fill_blank(source, blank), mapping), original_labels=original_label_string(source)))
+                labels=labels, original_labels=original))
     if not records:
         raise BuildError(f"neither train.csv nor valid.csv found under {root} (check --root: the folder holding "
                          "the release's csv files)")

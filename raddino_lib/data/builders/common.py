@@ -11,7 +11,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -282,6 +282,19 @@ def blank_value(card: Mapping[str, object]) -> float:
     return 0.0 if policy == "zero" else math.nan
 
 
+def chexpert_labels(row: Mapping[str, str], mapping: Mapping[str, str | None], blank: float, where: str
+                    ) -> tuple[dict[str, float], str]:
+    """One row's CheXpert-style label columns → (labels in common findings, original_labels string).
+
+    Reads the columns named by ``mapping`` (1 / 0 / -1 / blank), fills blanks
+    with ``blank`` (see ``blank_value``) before mapping them into FINDINGS,
+    and writes ``original_labels`` from the unfilled values. ``where`` names
+    the file and row in error messages.
+    """
+    source = source_labels(row, mapping, where)
+    return map_labels(fill_blank(source, blank), mapping), original_label_string(source)
+
+
 def dicom_header(path: Path) -> dict[str, str | float]:
     """Age / sex / view / patient id from a DICOM header (pixels not read); {} if the file is not DICOM."""
     import pydicom
@@ -294,6 +307,28 @@ def dicom_header(path: Path) -> dict[str, str | float]:
             return _header_values(ds)
     except (InvalidDicomError, OSError, EOFError):
         return {}
+
+
+def apply_dicom_headers(records: list[Record], root: Path, masks_dir: Path | None, mask_column: str,
+                        mask_of: Callable[[str, tuple[int, int]], np.ndarray | None],
+                        patient_id_from_header: bool = False) -> None:
+    """Fill each record's age / sex / view from its DICOM header (in place); with ``masks_dir`` also write masks.
+
+    ``mask_of(image_id, (rows, columns))`` draws a record's boolean mask at the
+    header's image size (1024 where the header has none), or returns None when
+    the image has no region (no file, the mask column stays empty). Masks go to
+    ``masks_dir/<image_id>.png`` under ``mask_column``. ``patient_id_from_header``:
+    the header's PatientID (else the image id) becomes the record's patient id.
+    """
+    for r in records:
+        header = dicom_header(root / r.path)
+        r.age, r.sex, r.view = header.get("age", math.nan), header.get("sex", ""), header.get("view", "")
+        if patient_id_from_header:
+            r.patient_id = str(header.get("patient_id") or r.image_id)
+        if masks_dir is not None:
+            mask = mask_of(r.image_id, (header.get("rows") or 1024, header.get("columns") or 1024))
+            if mask is not None:
+                r.masks[mask_column] = write_mask(mask, Path(masks_dir) / f"{r.image_id}.png")
 
 
 def _header_values(ds) -> dict[str, str | float]:

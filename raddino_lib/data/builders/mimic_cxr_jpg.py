@@ -20,18 +20,15 @@ import pandas as pd
 from raddino_lib.data.builders.common import (
     Record,
     blank_value,
-    fill_blank,
-    map_labels,
+    chexpert_labels,
     normalize_age,
     normalize_sex,
     normalize_view,
-    original_label_string,
     read_table,
     records_to_frame,
     require_columns,
     require_file,
     resolve_images,
-    source_labels,
 )
 
 SPLIT_NAMES = {"train": "train", "validate": "val", "val": "val", "test": "test"}
@@ -47,7 +44,7 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
     require_columns(meta, ("dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate"), meta_path)
     require_columns(labels, ("subject_id", "study_id", *mapping), labels_path)
     require_columns(splits, ("dicom_id", "split"), split_path)
-    study_labels = {row["study_id"]: source_labels(row, mapping, f"{labels_path} row {i + 1}")
+    study_labels = {row["study_id"]: chexpert_labels(row, mapping, blank, f"{labels_path} row {i + 1}")
                     for i, row in enumerate(labels.to_dict("records"))}
     split_of = {d: SPLIT_NAMES.get(s.strip().lower(), "") for d, s in zip(splits["dicom_id"], splits["split"],
                                                                           strict=True)}
@@ -55,7 +52,7 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
     records, reports = [], {}
     for row in meta.to_dict("records"):
         subject, study = row["subject_id"], row["study_id"]
-        source = study_labels.get(study, {})
+        findings, original = study_labels.get(study, ({}, ""))
         sex, anchor_age, anchor_year = patients.get(subject, ("", math.nan, math.nan))
         age = normalize_age(anchor_age + int(row["StudyDate"][:4]) - anchor_year) if row["StudyDate"][:4].isdigit() \
             and not math.isnan(anchor_age) else math.nan
@@ -65,8 +62,7 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
             report=reports[study],
             image_id=row["dicom_id"], path=f"files/p{subject[:2]}/p{subject}/s{study}/{row['dicom_id']}.jpg",
             patient_id=subject, study_id=study, age=age, sex=sex, view=normalize_view(row["ViewPosition"]),
-            labels=map_labels(fill_blank(source, blank), mapping), split=split_of.get(row["dicom_id"], ""),
-            original_labels=original_label_string(source)))
+            labels=dict(findings), original_labels=original, split=split_of.get(row["dicom_id"], "")))
     records = resolve_images(records, root, card["name"], drop_missing)
     return records_to_frame(records, card["name"], card["site"], seed=seed)
 

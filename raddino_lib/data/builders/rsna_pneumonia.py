@@ -10,7 +10,6 @@ split of the labelled images: by patient hash (one image per patient).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,12 @@ import pandas as pd
 from raddino_lib.data.builders.common import (
     BuildError,
     Record,
-    dicom_header,
+    apply_dicom_headers,
     read_table,
     records_to_frame,
     require_columns,
     require_file,
     resolve_images,
-    write_mask,
 )
 
 MASK = "mask_Pneumonia"
@@ -56,12 +54,8 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
         records.append(Record(image_id=pid, path=f"stage_2_train_images/{pid}.dcm", patient_id=pid,
                               labels=labels_row, original_labels=classes.get(pid, f"Target={int(target[pid])}")))
     records = resolve_images(records, root, card["name"], drop_missing, by_name=True)
-    for r in records:
-        header = dicom_header(root / r.path)
-        r.age, r.sex, r.view = header.get("age", math.nan), header.get("sex", ""), header.get("view", "")
-        if masks_dir is not None and r.image_id in boxes:
-            shape = (header.get("rows") or 1024, header.get("columns") or 1024)
-            r.masks[MASK] = write_mask(boxes_to_mask(boxes[r.image_id], shape), Path(masks_dir) / f"{r.image_id}.png")
+    apply_dicom_headers(records, root, masks_dir, MASK,
+                        lambda image_id, shape: boxes_to_mask(boxes[image_id], shape) if image_id in boxes else None)
     return records_to_frame(records, card["name"], card["site"], seed=seed)
 
 

@@ -10,7 +10,6 @@ runs become ``mask_Pneumothorax`` PNGs. No official split: by patient hash.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,12 @@ import pandas as pd
 from raddino_lib.data.builders.common import (
     BuildError,
     Record,
-    dicom_header,
+    apply_dicom_headers,
     read_table,
     records_to_frame,
     require_columns,
     require_file,
     resolve_images,
-    write_mask,
 )
 
 MASK = "mask_Pneumothorax"
@@ -50,14 +48,12 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
                       labels={"Pneumothorax": 1.0 if codes else 0.0},
                       original_labels=f"Pneumothorax={int(bool(codes))}") for image_id, codes in sorted(runs.items())]
     records = resolve_images(records, root, card["name"], drop_missing, by_name=True)
-    for r in records:
-        header = dicom_header(root / r.path)
-        r.age, r.sex, r.view = header.get("age", math.nan), header.get("sex", ""), header.get("view", "")
-        r.patient_id = str(header.get("patient_id") or r.image_id)
-        if masks_dir is not None and runs[r.image_id]:
-            shape = (header.get("rows") or 1024, header.get("columns") or 1024)
-            mask = np.logical_or.reduce([rle_decode(code, shape) for code in runs[r.image_id]])
-            r.masks[MASK] = write_mask(mask, Path(masks_dir) / f"{r.image_id}.png")
+
+    def mask_of(image_id: str, shape: tuple[int, int]) -> np.ndarray | None:
+        codes = runs[image_id]
+        return np.logical_or.reduce([rle_decode(code, shape) for code in codes]) if codes else None
+
+    apply_dicom_headers(records, root, masks_dir, MASK, mask_of, patient_id_from_header=True)
     return records_to_frame(records, card["name"], card["site"], seed=seed)
 
 
