@@ -177,36 +177,6 @@ class DinoVisionTransformer(VisionTransformer):
         self.spec = dataclasses.replace(self.spec, img_size=img_size)
 
 
-def resolve_spec(
-    arch: str = "vit_small",
-    patch_size: int | None = None,
-    img_size: int | None = None,
-    depth: int = 0,
-    drop_path_rate: float = 0.0,
-    layer_scale_init: float | None = 1e-5,
-    num_register_tokens: int = 0,
-    **overrides: Any,
-) -> BackboneSpec:
-    """Turn :func:`create_backbone` arguments into a :class:`BackboneSpec`."""
-    preset = PRESETS.get(arch, {})
-    base = preset.get("arch", arch)
-    if base not in ARCHS:
-        raise ValueError(f"unknown backbone arch {arch!r}; choose one of {sorted(ARCHS) + sorted(PRESETS)}")
-    embed_dim, num_heads, default_depth = ARCHS[base]
-    return BackboneSpec(
-        arch=base,
-        patch_size=patch_size or preset.get("patch_size", 14),
-        img_size=img_size or preset.get("img_size", 224),
-        depth=depth or default_depth,
-        embed_dim=embed_dim,
-        num_heads=num_heads,
-        num_register_tokens=num_register_tokens,
-        layer_scale_init=layer_scale_init,
-        drop_path_rate=drop_path_rate,
-        **overrides,
-    )
-
-
 def create_backbone(
     arch: str = "vit_small",
     patch_size: int | None = None,
@@ -224,9 +194,23 @@ def create_backbone(
     patch_size / img_size: None = 14 / 224 (presets: 14 / 518). depth: 0 = the arch default (12; large 24).
     overrides: further :class:`BackboneSpec` fields (``image_mean``, ``image_std``, ``drop_path_uniform`` ...).
     """
-    spec = resolve_spec(arch, patch_size, img_size, depth, drop_path_rate, layer_scale_init, num_register_tokens,
-                        **overrides)
-    return backbone_from_spec(spec)
+    preset = PRESETS.get(arch, {})
+    base = preset.get("arch", arch)
+    if base not in ARCHS:
+        raise ValueError(f"unknown backbone arch {arch!r}; choose one of {sorted(ARCHS) + sorted(PRESETS)}")
+    embed_dim, num_heads, default_depth = ARCHS[base]
+    return backbone_from_spec(BackboneSpec(
+        arch=base,
+        patch_size=patch_size or preset.get("patch_size", 14),
+        img_size=img_size or preset.get("img_size", 224),
+        depth=depth or default_depth,
+        embed_dim=embed_dim,
+        num_heads=num_heads,
+        num_register_tokens=num_register_tokens,
+        layer_scale_init=layer_scale_init,
+        drop_path_rate=drop_path_rate,
+        **overrides,
+    ))
 
 
 def backbone_from_spec(spec: BackboneSpec | dict[str, Any]) -> DinoVisionTransformer:
