@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from raddino_lib.device import resolve_device
+
 FORMAT_VERSION = 1  # bump when the cache layout changes: old caches are then ignored
 
 
@@ -81,7 +83,7 @@ def encode(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def extract_features(backbone_path: str | os.PathLike, manifest: str | os.PathLike, cache_dir: str | os.PathLike | None,
-                     image_size: int, batch_size: int = 64, device: str = "cpu", keep_grid: bool = False,
+                     image_size: int, batch_size: int = 64, device: str | torch.device = "cpu", keep_grid: bool = False,
                      num_workers: int = 0, chunk_batches: int = 16, progress: bool = True) -> FeatureSet:
     """Features of every image of ``manifest`` (all splits, manifest order); see the module docstring.
 
@@ -89,6 +91,7 @@ def extract_features(backbone_path: str | os.PathLike, manifest: str | os.PathLi
         backbone_path: anything ``load_backbone`` reads (own file, HF folder, DINOv2 state dict, checkpoint).
         cache_dir: folder for ``<key>.npz``; None or "" = no cache.
         image_size: side of the square eval crop (multiple of the patch size).
+        device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N" (see ``raddino_lib.device``).
         num_workers: DataLoader workers decoding images; raise it when the GPU waits for the disk.
         chunk_batches: batches per resumable chunk.
     """
@@ -109,7 +112,8 @@ def extract_features(backbone_path: str | os.PathLike, manifest: str | os.PathLi
     df = read_manifest(manifest)
     if len(df) == 0:
         raise ValueError(f"manifest {manifest} has no rows: nothing to extract")
-    model = load_backbone(backbone_path, img_size=image_size).to(device).eval()
+    torch_device = resolve_device(device)
+    model = load_backbone(backbone_path, img_size=image_size).to(torch_device).eval()
     dataset = ManifestDataset(df, transform=eval_transform_for(backbone_path, image_size))
     chunk_rows = chunk_batches * batch_size
     chunks = [(s, min(s + chunk_rows, len(df))) for s in range(0, len(df), chunk_rows)]
@@ -117,14 +121,14 @@ def extract_features(backbone_path: str | os.PathLike, manifest: str | os.PathLi
     todo = [c for c in chunks if parts is None or not _chunk_path(parts, c).is_file()]
     rows = [i for s, e in todo for i in range(s, e)]
     loader = DataLoader(Subset(dataset, rows), batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.startswith("cuda"), persistent_workers=False)
+                        pin_memory=torch_device.type == "cuda", persistent_workers=False)
     done: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     buffer: list[tuple[torch.Tensor, ...]] = []
     pending = iter(todo)
     current = next(pending, None)
     with _progress(progress, len(rows), Path(backbone_path).name) as bar:
         for batch in loader:
-            cls, mean, grid = encode(model, batch["image"].to(device, non_blocking=True))
+            cls, mean, grid = encode(model, batch["image"].to(torch_device, non_blocking=True))
             buffer.append((cls.cpu(), mean.cpu(), grid.half().cpu() if keep_grid else None))
             bar.update(len(cls))
             if current is not None and sum(len(b[0]) for b in buffer) >= current[1] - current[0]:

@@ -31,6 +31,7 @@ from torch import nn
 from raddino_lib import atomic
 from raddino_lib.data.manifest import read_manifest
 from raddino_lib.data.tokenizer import WordTokenizer
+from raddino_lib.device import resolve_device
 from raddino_lib.losses.clip import MAX_LOGIT_SCALE
 from raddino_lib.models.backbone import create_backbone
 from raddino_lib.models.clip import CLIPModel, save_clip
@@ -107,14 +108,6 @@ class CLIPResult:
     metrics_path: Path
     final_metrics: dict[str, Any]
     evaluation: CLIPEvaluation | None = None  # embeddings and scores of the evaluation split (for figures)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device '{name}' requested but CUDA is not available (use device='cpu' or 'auto')")
-    return torch.device(name)
 
 
 def paired_rows(df: pd.DataFrame, split: str, source: str = "manifest") -> pd.DataFrame:

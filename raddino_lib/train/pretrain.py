@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from raddino_lib import atomic
+from raddino_lib.device import resolve_device
 from raddino_lib.models import backbone_from_spec, create_backbone, load_backbone, save_backbone
 from raddino_lib.models.heads import DINOHead, load_dino_head
 from raddino_lib.train import distributed as D
@@ -48,16 +49,6 @@ class PretrainResult:
     backbone_init_path: Path  # backbone at step 0
     metrics_path: Path  # metrics.csv
     final_metrics: dict[str, float]  # last-step losses, mean over the last 10 steps, wall time, throughput
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and D.world_size() > 1:
-        name = f"cuda:{local_rank}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available (use device='cpu')")
-    return torch.device(name)
 
 
 def build_meta_arch(cfg: PretrainConfig) -> SSLMetaArch:
@@ -135,7 +126,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> PretrainResult:
     """Train student/teacher for ``cfg.max_steps`` steps (or until ``cfg.stop_after_steps``)."""
     info = D.init_distributed("cuda" if cfg.device.startswith("cuda") or (
         cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
-    device = resolve_device(cfg.device, info.local_rank)
+    device = resolve_device(cfg.device, info.local_rank if D.world_size() > 1 else 0)
     use_bf16 = device.type == "cuda" and cfg.precision in ("auto", "bf16")
     if cfg.precision == "bf16" and device.type != "cuda":
         raise ValueError("precision 'bf16' needs CUDA; on CPU use 'auto' or 'fp32'")
