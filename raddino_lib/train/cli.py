@@ -12,47 +12,24 @@ Also registers the language-supervised commands when ``raddino_lib.train.languag
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
-import inspect
 import json
-import re
-from typing import Any
 
+from raddino_lib.train import config_flags
 from raddino_lib.train.pretrain_config import PRESETS, PretrainConfig
 
 _ALIASES = {"output_dir": ["--out"]}  # extra spellings of a field's flag
 _SKIP = {"preset"}  # set with --preset
 
 
-def field_help() -> dict[str, str]:
-    """Field name -> the comment after it in the PretrainConfig source."""
-    source = inspect.getsource(PretrainConfig)
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+= [^#\n]*#(.*)$", source, re.M)}
-
-
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    helps = field_help()
-    for f in dataclasses.fields(PretrainConfig):
-        if f.name in _SKIP:
-            continue
-        flags = ["--" + f.name.replace("_", "-")] + _ALIASES.get(f.name, [])
-        default = f.default if f.default is not dataclasses.MISSING else None
-        text = f"{helps.get(f.name, '')} (default: {default})".replace("%", "%%")
-        if f.type in ("bool", bool):
-            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
-        elif "tuple" in str(f.type):
-            parser.add_argument(*flags, dest=f.name, type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
-                                help=text)
-        else:
-            kind = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            parser.add_argument(*flags, dest=f.name, type=kind, default=None, help=text)
+    """One flag per PretrainConfig field (``--preset`` aside)."""
+    config_flags.add_config_arguments(parser, PretrainConfig, _ALIASES, _SKIP)
 
 
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:
-    names = {f.name for f in dataclasses.fields(PretrainConfig)} - _SKIP
-    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    return PretrainConfig.from_preset(args.preset, **overrides)
+    """The ``--preset`` config with the given flags applied."""
+    return PretrainConfig.from_preset(args.preset, **config_flags.config_overrides(args, PretrainConfig, _SKIP))
 
 
 def run_pretrain(args: argparse.Namespace) -> int:

@@ -11,44 +11,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
-import re
 
+from raddino_lib.train import config_flags
 from raddino_lib.train.language import CLIPConfig
 
 _ALIASES = {"out_dir": ["--out"]}
 _SKIP = {"extra"}
 
 
-def field_help() -> dict[str, str]:
-    """Field name -> the comment after it in the CLIPConfig source."""
-    source = inspect.getsource(CLIPConfig)
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+): [^=\n]+= [^#\n]*#(.*)$", source, re.M)}
-
-
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    helps = field_help()
-    for f in dataclasses.fields(CLIPConfig):
-        if f.name in _SKIP:
-            continue
-        flags = ["--" + f.name.replace("_", "-")] + _ALIASES.get(f.name, [])
-        default = f.default
-        text = f"{helps.get(f.name, '')} (default: {default})".replace("%", "%%")
-        kind = str(f.type)
-        if kind == "bool":
-            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
-        elif "tuple" in kind:
-            parser.add_argument(*flags, dest=f.name, type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
-                                help=text)
-        else:
-            parser.add_argument(*flags, dest=f.name, type={"int": int, "float": float}.get(kind, str), default=None,
-                                help=text)
+    """One flag per CLIPConfig field (``extra`` aside)."""
+    config_flags.add_config_arguments(parser, CLIPConfig, _ALIASES, _SKIP)
 
 
 def config_from_args(args: argparse.Namespace) -> CLIPConfig:
-    names = {f.name for f in dataclasses.fields(CLIPConfig)} - _SKIP
-    return CLIPConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    """CLIPConfig defaults with the given flags applied."""
+    return CLIPConfig(**config_flags.config_overrides(args, CLIPConfig, _SKIP))
 
 
 def run_train_clip(args: argparse.Namespace) -> int:
