@@ -24,9 +24,10 @@ run: setup
 smoke: setup
 	$(BIN)/raddino run --profile smoke --out runs/smoke --resume
 
+# Two pytest workers on two cores: one thread each, or BLAS threads fight over the cores.
 test: setup
 	$(BIN)/ruff check raddino_lib tests benchmarks
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15 tests
 
 lint: setup
 	$(BIN)/ruff check raddino_lib tests benchmarks
