@@ -11,6 +11,8 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 
 from raddino_lib.config import NOTEBOOKS, get_profile
+from raddino_lib.notebook_params import PARAMS_BY_NOTEBOOK
+from raddino_lib.params import declared_names
 from raddino_lib.pipeline import KERNEL_NAME, NOTEBOOK_DIR, RunOptions, run_pipeline
 
 NAMES = [name for _, name in NOTEBOOKS]
@@ -51,9 +53,13 @@ def test_parameters_are_validated_right_after_injection(section_name):
     nb = _load(name)
     index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     following = next(c for c in nb.cells[index + 1:] if c.cell_type == "code")
-    assert "check_params(" in following.source, f"{name}: the cell after parameters must call check_params"
+    spec = PARAMS_BY_NOTEBOOK[name]
+    assert f"check_params({spec.__name__}, globals())" in following.source, \
+        f"{name}: the cell after parameters must call check_params({spec.__name__}, globals())"
     declared = set(pm.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb")))
-    assert set(get_profile("cpu").params(section)) <= declared
+    assert declared == set(declared_names(spec)), f"{name}: parameters cell and {spec.__name__} differ"
+    for profile in ("smoke", "cpu", "gpu", "paper"):
+        assert set(get_profile(profile).params(section)) <= declared, (name, profile)
 
 
 def test_teaching_markdown_comes_first_and_sections_are_numbered():

@@ -1,0 +1,128 @@
+"""One typed parameter declaration per notebook: names and types, said once.
+
+The values (smoke-sized defaults) live in each notebook's ``parameters`` cell, where papermill replaces them;
+the profiles in ``raddino_lib.config`` hold the values of the other machine sizes. A test checks that each
+notebook's ``parameters`` cell declares exactly the fields of its class here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from raddino_lib.params import NotebookParams
+
+__all__ = [
+    "AttentionParams",
+    "ClassificationParams",
+    "LanguageParams",
+    "MetadataParams",
+    "PARAMS_BY_NOTEBOOK",
+    "PhantomsParams",
+    "PretrainParams",
+    "ProbeParams",
+    "SegmentationParams",
+]
+
+
+@dataclass(frozen=True)
+class PhantomsParams(NotebookParams):  # 00_phantoms_tour
+    output_dir: str
+    data_dir: str
+    n_images: int
+    image_size: int
+    seed: int
+    balanced: bool
+    difficulty_epochs: int
+    device: str
+
+
+@dataclass(frozen=True)
+class PretrainParams(NotebookParams):  # 01_pretrain_rad_dino
+    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "init_weights")
+    output_dir: str
+    manifest: str
+    arch: str
+    patch_size: int
+    depth: int
+    global_crop_size: int
+    local_crop_size: int
+    n_local_crops: int
+    batch_size: int
+    max_steps: int
+    out_dim: int
+    head_hidden_dim: int
+    head_bottleneck_dim: int
+    centering: str
+    momentum_teacher: float
+    teacher_temp: float
+    seed: int
+    init_weights: str
+    preset: str
+    device: str
+
+
+@dataclass(frozen=True)
+class LanguageParams(NotebookParams):  # 02_language_supervised
+    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest",)
+    output_dir: str
+    manifest: str
+    arch: str
+    patch_size: int
+    depth: int
+    image_size: int
+    batch_size: int
+    max_steps: int
+    seed: int
+    device: str
+
+
+@dataclass(frozen=True)
+class ProbeParams(NotebookParams):
+    """What every probing notebook (03-06) takes: the data, the encoders to compare, the evaluation crop."""
+
+    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "ssl_encoder", "random_encoder", "language_encoder")
+    output_dir: str
+    manifest: str
+    ssl_encoder: str
+    random_encoder: str
+    language_encoder: str
+    extra_encoders: str
+    feature_cache_dir: str
+    image_size: int
+    n_boot: int
+    seed: int
+    device: str
+
+
+@dataclass(frozen=True)
+class ClassificationParams(ProbeParams):  # 03_classification_probe
+    pass
+
+
+@dataclass(frozen=True)
+class SegmentationParams(ProbeParams):  # 04_segmentation_probe
+    epochs: int
+
+
+@dataclass(frozen=True)
+class AttentionParams(ProbeParams):  # 05_attention_maps
+    n_images: int
+    interactive: bool
+    layer: int
+
+
+@dataclass(frozen=True)
+class MetadataParams(ProbeParams):  # 06_metadata_correlation
+    embedding: str
+
+
+PARAMS_BY_NOTEBOOK: dict[str, type[NotebookParams]] = {
+    "00_phantoms_tour": PhantomsParams,
+    "01_pretrain_rad_dino": PretrainParams,
+    "02_language_supervised": LanguageParams,
+    "03_classification_probe": ClassificationParams,
+    "04_segmentation_probe": SegmentationParams,
+    "05_attention_maps": AttentionParams,
+    "06_metadata_correlation": MetadataParams,
+}
