@@ -49,6 +49,8 @@ class DINOHead(nn.Module):
         hidden_dim: MLP width (2048).
         bottleneck_dim: dimension of the L2-normalised embedding fed to the prototypes (256).
         mlp_bias: biases in the MLP's Linear layers.
+        train_prototype_norms: let the norms ``g`` of the prototypes learn (DINOv2's ``DINOHead`` does; DINO's
+            ``norm_last_layer=True`` freezes them at 1, which bounds every logit to [-1, 1]).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class DINOHead(nn.Module):
         hidden_dim: int = 2048,
         bottleneck_dim: int = 256,
         mlp_bias: bool = True,
+        train_prototype_norms: bool = False,
     ) -> None:
         super().__init__()
         if min(in_dim, out_dim, hidden_dim, bottleneck_dim) < 1 or nlayers < 1:
@@ -75,7 +78,7 @@ class DINOHead(nn.Module):
         g = self.last_layer.parametrizations.weight.original0  # (out_dim, 1): the norm of each prototype
         with torch.no_grad():
             g.fill_(1.0)
-        g.requires_grad_(False)
+        g.requires_grad_(train_prototype_norms)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:

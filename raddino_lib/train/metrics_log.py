@@ -13,35 +13,39 @@ from pathlib import Path
 import numpy as np
 
 from raddino_lib import atomic
+from raddino_lib.train.collapse import COLLAPSE_COLUMNS
 
 COLUMNS = ("step", "total_loss", "dino_loss", "ibot_loss", "koleo_loss", "lr", "wd", "momentum", "teacher_temp",
-           "images_per_s")
+           "images_per_s", *COLLAPSE_COLUMNS)
 LOSSES = ("total_loss", "dino_loss", "ibot_loss", "koleo_loss")
 
 
 class MetricsLog:
     """Append-only CSV writer; ``enabled=False`` (non-main processes) keeps rows in memory only."""
 
-    def __init__(self, path: str | Path, start_step: int = 0, enabled: bool = True) -> None:
+    def __init__(self, path: str | Path, start_step: int = 0, enabled: bool = True,
+                 columns: tuple[str, ...] = COLUMNS) -> None:
         self.path = Path(path)
         self.enabled = enabled
+        self.columns = columns
         self.rows: list[dict[str, float]] = []
         self._file = None
         if not enabled:
             return
         kept = [r for r in read_metrics(self.path) if int(r["step"]) < start_step] if self.path.is_file() else []
-        lines = [",".join(COLUMNS)] + [",".join(_fmt(r[c]) for c in COLUMNS) for r in kept]
+        # rows of a run started before a column existed get NaN there
+        lines = [",".join(columns)] + [",".join(_fmt(r.get(c, float("nan"))) for c in columns) for r in kept]
         atomic.write_text(self.path, "\n".join(lines) + "\n")
-        self.rows = kept
+        self.rows = [{c: r.get(c, float("nan")) for c in columns} for r in kept]
         self._file = self.path.open("a", newline="")
 
     def append(self, row: dict[str, float]) -> None:
-        missing = [c for c in COLUMNS if c not in row]
+        missing = [c for c in self.columns if c not in row]
         if missing:
             raise KeyError(f"metrics row lacks {missing}")
-        self.rows.append({c: row[c] for c in COLUMNS})
+        self.rows.append({c: row[c] for c in self.columns})
         if self._file is not None:
-            self._file.write(",".join(_fmt(row[c]) for c in COLUMNS) + "\n")
+            self._file.write(",".join(_fmt(row[c]) for c in self.columns) + "\n")
             self._file.flush()
 
     def close(self) -> None:

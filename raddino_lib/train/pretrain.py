@@ -6,7 +6,9 @@ The run directory (``cfg.output_dir``) receives::
     metrics.csv                 one row per step: losses, schedules, throughput
     checkpoints/step_XXXXXXX/   safetensors + JSON (train/checkpoint.py); resume=True continues exactly
     backbone_init.safetensors   the backbone at step 0 (random init or the loaded weights)
-    backbone.safetensors        the teacher backbone at the end (the encoder to probe)
+    backbone.safetensors        the teacher backbone at the end
+    backbone_best.safetensors   with a scorer and ``eval_every``: the teacher of the best validation score
+    val_scores.csv              with a scorer: (step, val_score) every ``eval_every`` steps
 
 Launch on several GPUs with ``torchrun --nproc_per_node N .venv/bin/raddino pretrain ...``.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,7 @@ from raddino_lib.models import backbone_from_spec, create_backbone, load_backbon
 from raddino_lib.models.heads import DINOHead, load_dino_head
 from raddino_lib.train import distributed as D
 from raddino_lib.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from raddino_lib.train.collapse import CollapseMonitor, collapse_stats
 from raddino_lib.train.metrics_log import MetricsLog
 from raddino_lib.train.pretrain_config import PretrainConfig
 from raddino_lib.train.pretrain_data import build_pretrain_loader, to_device
@@ -49,6 +53,9 @@ class PretrainResult:
     backbone_init_path: Path  # backbone at step 0
     metrics_path: Path  # metrics.csv
     final_metrics: dict[str, float]  # last-step losses, mean over the last 10 steps, wall time, throughput
+    best_path: Path | None = None  # teacher of the best validation score (None without scoring)
+    best_step: int = 0  # the step it was taken at
+    best_score: float = float("nan")  # its validation score
 
 
 def build_meta_arch(cfg: PretrainConfig) -> SSLMetaArch:
@@ -75,7 +82,8 @@ def build_meta_arch(cfg: PretrainConfig) -> SSLMetaArch:
         head_t = load_dino_head(cfg.init_head, in_dim=dim, out_dim=cfg.out_dim)
     else:
         sizes = dict(out_dim=cfg.out_dim, hidden_dim=cfg.head_hidden_dim, bottleneck_dim=cfg.head_bottleneck_dim,
-                     nlayers=cfg.head_nlayers)
+                     nlayers=cfg.head_nlayers, use_bn=cfg.head_use_bn,
+                     train_prototype_norms=cfg.head_train_norms)
         head, head_t = DINOHead(dim, **sizes), DINOHead(dim, **sizes)
     return SSLMetaArch(student, teacher, head, head_t, out_dim=cfg.out_dim, student_temp=cfg.student_temp,
                        center_momentum=cfg.center_momentum, centering=cfg.centering,
@@ -117,13 +125,19 @@ def _prepare_run_dir(cfg: PretrainConfig, run_dir: Path, is_main: bool):
                              + " (use the same settings, or a new output_dir)")
     elif is_main:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        (run_dir / "metrics.csv").unlink(missing_ok=True)
+        for name in ("metrics.csv", "val_scores.csv", "backbone_best.safetensors"):
+            (run_dir / name).unlink(missing_ok=True)
     D.barrier()
     return ckpt
 
 
-def pretrain(cfg: PretrainConfig, progress: bool = True) -> PretrainResult:
-    """Train student/teacher for ``cfg.max_steps`` steps (or until ``cfg.stop_after_steps``)."""
+def pretrain(cfg: PretrainConfig, progress: bool = True,
+             scorer: Callable[[torch.nn.Module], float] | None = None) -> PretrainResult:
+    """Train student/teacher for ``cfg.max_steps`` steps (or until ``cfg.stop_after_steps``).
+
+    scorer: teacher backbone → validation score, higher is better (``raddino_lib.probe.selection``); called
+    every ``cfg.eval_every`` steps and at the end, the best teacher is kept as ``backbone_best.safetensors``.
+    """
     info = D.init_distributed("cuda" if cfg.device.startswith("cuda") or (
         cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
     device = resolve_device(cfg.device, info.local_rank if D.world_size() > 1 else 0)
@@ -161,6 +175,14 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> PretrainResult:
 
     # ===== training loop =====
     log = MetricsLog(run_dir / "metrics.csv", start_step, enabled=info.is_main)
+    scoring = scorer is not None and cfg.eval_every > 0
+    # val_scores.csv counts completed steps: a score taken at the resumed checkpoint's step stays
+    val_log = MetricsLog(run_dir / "val_scores.csv", start_step + 1, enabled=info.is_main and scoring,
+                         columns=("step", "val_score"))
+    best = {"best_val_score": ckpt.state.get("best_val_score", -math.inf) if ckpt else -math.inf,
+            "best_val_step": ckpt.state.get("best_val_step", 0) if ckpt else 0}
+    best_path = run_dir / "backbone_best.safetensors"
+    monitor = CollapseMonitor(cfg.out_dim, patience=max(10, min(100, cfg.max_steps // 5)))
     bar = _progress(progress and info.is_main, start_step, end_step)
     spec_meta = {"raddino": _json_spec(arch.teacher["backbone"])}
     state_extra = {"world_size": info.world_size, "n_images": n_images, "peak_lr": cfg.peak_lr(info.world_size)}
@@ -178,6 +200,10 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> PretrainResult:
             total, parts = arch.total_loss(outputs, targets, batch)
         row = {k: D.all_reduce_mean(v.detach().float().clone()).item() for k, v in
                {**parts, "total_loss": total}.items()}
+        row.update(collapse_stats(targets.dino.flatten(0, 1), targets.cls_logits, outputs.global_logits,
+                                  cfg.student_temp, targets.cls_features))
+        if info.is_main:
+            monitor.update(row, step)
         if not all(math.isfinite(v) for v in row.values()):
             last = latest_checkpoint(run_dir / "checkpoints")
             raise NonFiniteLossError(
@@ -199,13 +225,16 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> PretrainResult:
         log.append(row)
         bar.update(1)
         bar.set_postfix(loss=f"{row['total_loss']:.3f}")
+        if scoring and info.is_main and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps):
+            _score_teacher(arch, scorer, step + 1, val_log, best, best_path, bar)
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end_step:
             if info.is_main:
                 save_checkpoint(run_dir / "checkpoints", step + 1, arch, optimizer, cfg.to_dict(),
-                                extra=state_extra, keep=cfg.keep_checkpoints, metadata=spec_meta)
+                                extra={**state_extra, **best}, keep=cfg.keep_checkpoints, metadata=spec_meta)
             D.barrier()
     bar.close()
     log.close()
+    val_log.close()
 
     # ===== export =====
     if info.is_main and end_step == cfg.max_steps:
@@ -214,7 +243,20 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> PretrainResult:
     final = log.summary()
     final.update(wall_time_s=time.perf_counter() - started, steps_run=end_step - start_step, step=end_step)
     return PretrainResult(run_dir=run_dir, backbone_path=final_path, backbone_init_path=init_path,
-                          metrics_path=run_dir / "metrics.csv", final_metrics=final)
+                          metrics_path=run_dir / "metrics.csv", final_metrics=final,
+                          best_path=best_path if scoring and best_path.is_file() else None,
+                          best_step=int(best["best_val_step"]), best_score=float(best["best_val_score"]))
+
+
+def _score_teacher(arch: SSLMetaArch, scorer: Callable[[torch.nn.Module], float], step: int, val_log: MetricsLog,
+                   best: dict[str, float], best_path: Path, bar: Any) -> None:
+    """Score the teacher on validation; keep it as ``best_path`` when it beats every earlier score."""
+    score = float(scorer(arch.teacher["backbone"]))
+    val_log.append({"step": step, "val_score": score})
+    bar.write(f"step {step}: validation score {score:.4f}")
+    if score > best["best_val_score"]:
+        best.update(best_val_score=score, best_val_step=step)
+        save_backbone(arch.teacher["backbone"], best_path, meta={"step": step, "val_score": score})
 
 
 def _json_spec(model: torch.nn.Module) -> str:

@@ -42,7 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Fields that may differ between a run and its resumption (they do not change the computation).
 RESUMABLE_CHANGES = ("resume", "stop_after_steps", "num_workers", "output_dir", "checkpoint_every",
-                     "keep_checkpoints", "manifest", "cache_images")
+                     "keep_checkpoints", "manifest", "cache_images", "eval_every")
 
 
 @dataclass
@@ -69,6 +69,8 @@ class PretrainConfig:
     head_hidden_dim: int = 2048  # MLP width of the head
     head_bottleneck_dim: int = 256  # dimension before the weight-normalized last layer
     head_nlayers: int = 3  # MLP layers of the head
+    head_use_bn: bool = False  # BatchNorm after the head's hidden layers (DINO option; off in DINOv2)
+    head_train_norms: bool = False  # prototype norms learn (DINOv2's head) instead of staying 1 (DINO's default)
 
     # ===== multi-crop and masking =====
     global_crop_size: int = 224  # px; RAD-DINO: 518
@@ -117,6 +119,7 @@ class PretrainConfig:
     seed: int = 0
     checkpoint_every: int = 100  # steps between checkpoints (a final one is always written)
     keep_checkpoints: int = 2  # newest checkpoints kept
+    eval_every: int = 0  # steps between validation scores of the teacher (pretrain(scorer=...)); 0 = never
     resume: bool = False  # continue from the newest checkpoint in output_dir (if any)
     stop_after_steps: int = 0  # end this invocation after this global step (checkpointed); 0 = run to max_steps
     preset: str = "dinov2"  # recorded for the reader; set through from_preset
@@ -148,6 +151,7 @@ class PretrainConfig:
             (min(self.dino_weight, self.ibot_weight, self.koleo_weight) >= 0, "loss weights must be >= 0"),
             (self.dino_weight + self.ibot_weight > 0, "dino_weight and ibot_weight cannot both be 0"),
             (self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "checkpoint_every, keep_checkpoints >= 1"),
+            (self.eval_every >= 0, "eval_every must be >= 0 (0 = no validation scoring)"),
             (self.preset in PRESETS, f"preset must be one of {sorted(PRESETS)}"),
             (self.clip_grad >= 0 and self.base_lr > 0, "clip_grad must be >= 0 and base_lr > 0"),
         ]

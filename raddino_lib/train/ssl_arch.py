@@ -35,6 +35,7 @@ class TeacherTargets:
     ibot: torch.Tensor  # (M, K) target probabilities of the masked patches
     cls_logits: torch.Tensor  # (2B, K) raw teacher logits (for the center update)
     patch_logits: torch.Tensor  # (M, K)
+    cls_features: torch.Tensor  # (2B, D) teacher backbone [CLS] features, crop order (for diagnostics)
 
 
 @dataclass
@@ -81,8 +82,8 @@ class SSLMetaArch(nn.Module):
         crops, mask_indices = batch["global_crops"], batch["mask_indices"]
         B = crops.shape[0] // N_GLOBAL_CROPS
         tokens = self.teacher["backbone"].forward_features(crops)  # (2B, T, D)
-        cls = tokens[:, 0]  # (2B, D)
-        cls = torch.cat(cls.chunk(N_GLOBAL_CROPS)[::-1])  # (2B, D), views swapped: A is matched to B
+        cls_features = tokens[:, 0]  # (2B, D)
+        cls = torch.cat(cls_features.chunk(N_GLOBAL_CROPS)[::-1])  # (2B, D), views swapped: A is matched to B
         patches = tokens[:, self.n_prefix:].flatten(0, 1)  # (2B*N, D)
         masked = patches.index_select(0, mask_indices)  # (M, D)
         logits = self.teacher["dino_head"](torch.cat([cls, masked])).float()  # (2B + M, K)
@@ -97,7 +98,7 @@ class SSLMetaArch(nn.Module):
             ibot = self.ibot_loss.softmax_center_teacher(patch_logits, teacher_temp)
         K = dino.shape[-1]
         return TeacherTargets(dino=dino.view(N_GLOBAL_CROPS, B, K), ibot=ibot, cls_logits=cls_logits,
-                              patch_logits=patch_logits)
+                              patch_logits=patch_logits, cls_features=cls_features)
 
     def student_outputs(self, batch: dict[str, torch.Tensor]) -> StudentOutputs:
         """Student forward: masked global crops and local crops through backbone and the shared head."""
