@@ -69,11 +69,22 @@ class SSLMetaArch(nn.Module):
         self.sinkhorn_iterations = sinkhorn_iterations
         self.weights = {"dino": dino_weight, "ibot": ibot_weight, "koleo": koleo_weight}
         self.n_prefix = int(getattr(student_backbone, "num_prefix_tokens", 1))  # CLS + registers
+        self.head_bn = bool(getattr(student_head, "use_bn", False))
 
     def train(self, mode: bool = True) -> SSLMetaArch:
         super().train(mode)
-        self.teacher.eval()  # the teacher never uses drop path
+        self.teacher["backbone"].eval()  # the teacher never uses drop path
+        # A head with BatchNorm normalizes with the batch's statistics in the teacher too (DINO): its running
+        # statistics are never learned, since the teacher only receives the student's parameters.
+        self.teacher["dino_head"].train(mode and self.head_bn)
         return self
+
+    def _head(self, head: nn.Module, groups: list[torch.Tensor]) -> torch.Tensor:
+        """Head outputs of token groups, concatenated. One call when the head has no BatchNorm; otherwise
+        [CLS] tokens and patch tokens (the last group) are normalized with their own batch statistics."""
+        if not self.head_bn or len(groups) == 1 or groups[-1].shape[0] < 2:  # BatchNorm needs 2+ rows
+            return head(torch.cat(groups))
+        return torch.cat([head(torch.cat(groups[:-1])), head(groups[-1])])
 
     # ----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -86,7 +97,7 @@ class SSLMetaArch(nn.Module):
         cls = torch.cat(cls_features.chunk(N_GLOBAL_CROPS)[::-1])  # (2B, D), views swapped: A is matched to B
         patches = tokens[:, self.n_prefix:].flatten(0, 1)  # (2B*N, D)
         masked = patches.index_select(0, mask_indices)  # (M, D)
-        logits = self.teacher["dino_head"](torch.cat([cls, masked])).float()  # (2B + M, K)
+        logits = self._head(self.teacher["dino_head"], [cls, masked]).float()  # (2B + M, K)
         cls_logits, patch_logits = logits[:N_GLOBAL_CROPS * B], logits[N_GLOBAL_CROPS * B:]
         if self.centering == "sinkhorn":
             dino = self.dino_loss.sinkhorn_knopp_teacher(cls_logits, teacher_temp, self.sinkhorn_iterations)
@@ -111,7 +122,7 @@ class SSLMetaArch(nn.Module):
         if local is not None and local.numel() > 0:
             parts.append(backbone.forward_features(local)[:, 0])  # (nL*B, D)
         parts.append(masked)
-        logits = head(torch.cat(parts)).float()  # (2B + nL*B + M, K)
+        logits = self._head(head, parts).float()  # (2B + nL*B + M, K)
         sizes = [p.shape[0] for p in parts]
         chunks = list(logits.split(sizes))
         return StudentOutputs(global_cls=g_cls, global_logits=chunks[0],

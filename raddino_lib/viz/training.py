@@ -88,3 +88,46 @@ def plot_crops_and_masks(batch: dict[str, torch.Tensor], patch_size: int, n_imag
         ax.set_yticks([])
     fig.suptitle("multi-crop views (red: patches the student sees as [MASK]; the teacher sees them all)")
     return fig
+
+
+def plot_collapse_diagnostics(metrics_csv: str | Path, n_prototypes: int, embed_dim: int | None = None,
+                              smooth: int = 0) -> Figure:
+    """The collapse diagnostics of ``raddino_lib.train.collapse`` against the step, each beside its reference.
+
+    Panels: teacher and student entropy (uniform = log K), prototypes in use (K = all equally), teacher logit
+    std across prototypes and spread across images (against the teacher temperature), and the std of the
+    normalised teacher [CLS] over the batch (1/√D for directions spread uniformly).
+    """
+    rows = read_metrics(metrics_csv)
+    if not rows or "teacher_entropy" not in rows[0]:
+        raise ValueError(f"{metrics_csv} has no collapse diagnostics (written by pretrain since they were added)")
+    step = np.array([r["step"] for r in rows])
+    window = smooth or max(1, len(rows) // 20)
+
+    def curve(ax, key, label, color):
+        y = np.array([r[key] for r in rows])
+        ax.plot(step, y, color=color, lw=0.6, alpha=0.35)
+        ax.plot(step, _smooth(y, window), color=color, lw=1.8, label=label)
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), constrained_layout=True)
+    log_k = float(np.log(n_prototypes))
+    curve(axes[0], "teacher_entropy", "teacher targets", "C0")
+    curve(axes[0], "student_entropy", "student", "C1")
+    axes[0].axhline(log_k, color="k", ls="--", lw=1, label=f"uniform: log K = {log_k:.2f}")
+    axes[0].set(title="entropy of a prediction (nats)", xlabel="step", ylim=(0, log_k * 1.05))
+    curve(axes[1], "prototypes_used", "exp(entropy of mean target)", "C2")
+    axes[1].axhline(n_prototypes, color="k", ls="--", lw=1, label=f"K = {n_prototypes}")
+    axes[1].set(title="prototypes in use", xlabel="step", yscale="log")
+    curve(axes[2], "teacher_logit_std", "across prototypes", "C3")
+    curve(axes[2], "teacher_logit_spread", "across images", "C4")
+    axes[2].plot(step, [r["teacher_temp"] for r in rows], color="k", ls="--", lw=1, label="teacher temperature")
+    axes[2].set(title="teacher logits: std", xlabel="step", yscale="log")
+    curve(axes[3], "cls_std", "teacher [CLS]", "C5")
+    if embed_dim:
+        axes[3].axhline(1 / np.sqrt(embed_dim), color="k", ls="--", lw=1, label=f"1/√D (D = {embed_dim})")
+    axes[3].set(title="normalised [CLS]: std over the batch", xlabel="step", ylim=(0, None))
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle("collapse diagnostics: uniform collapse = entropy at log K and logit spread far below the "
+                 "temperature; one-hot = a handful of prototypes")
+    return fig
