@@ -208,7 +208,10 @@ def _text_column(values: pd.Series) -> pd.Series:
         numbers = values.to_numpy(dtype=float, na_value=np.nan)
         unique, inverse = np.unique(numbers, return_inverse=True)  # few distinct values: format each once
         return pd.Series(np.array([_text(v) for v in unique.tolist()] or [""], dtype=object)[inverse.ravel()])
-    codes, unique = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=False)
+    cells = values.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(cells, skipna=False) == "string":  # all str (ids, paths): strip only
+        return pd.Series([v.strip() for v in cells.tolist()], dtype=object)
+    codes, unique = pd.factorize(cells, use_na_sentinel=False)
     return pd.Series(np.array([_text(v) for v in unique] or [""], dtype=object)[codes])
 
 

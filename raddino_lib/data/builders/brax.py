@@ -31,6 +31,7 @@ from raddino_lib.data.builders.common import (
     require_columns,
     require_file,
     resolve_images,
+    table_rows,
     view_mapping,
 )
 
@@ -51,7 +52,7 @@ def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFra
     require_columns(df, ("PatientID", *mapping), path)
     col = {key: _first(df, names, path, required=key == "path") for key, names in ALTERNATIVES.items()}
     records = []
-    for i, row in enumerate(df.to_dict("records")):
+    for i, row in enumerate(table_rows(df)):
         labels, original = chexpert_labels(row, mapping, blank, f"{path} row {i + 1}")
         rel = row[col["path"]].strip().lstrip("/")
         records.append(Record(

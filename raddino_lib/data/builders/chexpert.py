@@ -34,6 +34,7 @@ from raddino_lib.data.builders.common import (
     records_to_frame,
     require_columns,
     resolve_images,
+    table_rows,
     view_mapping,
 )
 
@@ -50,7 +51,7 @@ def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFra
             continue
         df = read_table(path)
         require_columns(df, COLUMNS + tuple(mapping), path)
-        for i, row in enumerate(df.to_dict("records")):
+        for i, row in enumerate(table_rows(df)):
             labels, original = chexpert_labels(row, mapping, blank, f"{path} row {i + 1}")
             rel = _relative(root, row["Path"])
             parts = Path(rel).parts

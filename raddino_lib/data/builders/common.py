@@ -7,6 +7,7 @@ relative to the dataset root) with patient-level splits.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import os
@@ -16,11 +17,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from raddino_lib.data.manifest import DEFAULT_FRACTIONS, check_fractions, hash_splits
-from raddino_lib.data.schema import AGE_RANGE, FINDINGS, LABEL_COLUMNS, SPLITS, label_column
+from raddino_lib.data.schema import AGE_RANGE, FINDINGS, SPLITS, label_column
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
@@ -73,7 +73,11 @@ def normalize_age(value: object) -> float:
     """'058Y' / '6M' / '30D' / 58 / '58.0' / '85 or more' → years (float), NaN if unknown or out of range."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return math.nan
-    text = str(value).strip().upper()
+    return _age_of_text(str(value).strip().upper())
+
+
+@functools.lru_cache(maxsize=65536)  # a dataset has few distinct age strings; each is parsed once
+def _age_of_text(text: str) -> float:
     match = re.match(r"^(\d+(?:\.\d+)?)\s*([YMWD]?)", text)
     if not match:
         return math.nan
@@ -202,6 +206,13 @@ def read_table(path: Path, **kwargs) -> pd.DataFrame:
     return df
 
 
+def table_rows(df: pd.DataFrame) -> list[dict[str, str]]:
+    """Rows of a text table as dicts (like ``df.to_dict("records")``, several times faster on 100k rows)."""
+    columns = list(df.columns)
+    return [dict(zip(columns, values, strict=True)) for values in zip(*(df[c].tolist() for c in columns),
+                                                                     strict=True)]
+
+
 def require_columns(df: pd.DataFrame, columns: Iterable[str], source: Path) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -238,23 +249,21 @@ def records_to_frame(records: list[Record], dataset: str, site: str, options: Bu
     if not records:
         raise BuildError(f"{dataset}: no images found; check --root and the dataset card's 'root_layout'")
     split_of = _patient_splits(records, options)
-    rows = []
-    for r in sorted(records, key=lambda r: r.image_id):
-        row = {"image_id": r.image_id, "path": r.path, "patient_id": r.patient_id, "study_id": r.study_id,
-               "split": split_of[r.patient_id], "age": r.age, "sex": r.sex, "view": r.view, "site": site}
-        row.update({c: np.nan for c in LABEL_COLUMNS})
-        row.update({label_column(f): v for f, v in r.labels.items()})
-        row.update({"original_labels": r.original_labels, "dataset": dataset})
-        row.update(r.masks)
-        if r.report:
-            row["report"] = r.report
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    if "report" in df.columns:
-        df["report"] = df["report"].fillna("")
-    for col in (c for c in df.columns if c.startswith("mask_")):
-        df[col] = df[col].fillna("")
-    return df
+    records = sorted(records, key=lambda r: r.image_id)
+    columns: dict[str, list] = {
+        "image_id": [r.image_id for r in records], "path": [r.path for r in records],
+        "patient_id": [r.patient_id for r in records], "study_id": [r.study_id for r in records],
+        "split": [split_of[r.patient_id] for r in records], "age": [r.age for r in records],
+        "sex": [r.sex for r in records], "view": [r.view for r in records], "site": [site] * len(records)}
+    for finding in FINDINGS:
+        columns[label_column(finding)] = [r.labels.get(finding, math.nan) for r in records]
+    columns["original_labels"] = [r.original_labels for r in records]
+    columns["dataset"] = [dataset] * len(records)
+    for mask in sorted({m for r in records for m in r.masks}):
+        columns[mask] = [r.masks.get(mask, "") for r in records]
+    if any(r.report for r in records):
+        columns["report"] = [r.report for r in records]
+    return pd.DataFrame(columns)
 
 
 def _patient_splits(records: list[Record], options: BuildOptions) -> dict[str, str]:

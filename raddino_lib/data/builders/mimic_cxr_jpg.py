@@ -32,6 +32,7 @@ from raddino_lib.data.builders.common import (
     require_columns,
     require_file,
     resolve_images,
+    table_rows,
     view_mapping,
 )
 
@@ -49,12 +50,12 @@ def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFra
     require_columns(labels, ("subject_id", "study_id", *mapping), labels_path)
     require_columns(splits, ("dicom_id", "split"), split_path)
     study_labels = {row["study_id"]: chexpert_labels(row, mapping, blank, f"{labels_path} row {i + 1}")
-                    for i, row in enumerate(labels.to_dict("records"))}
+                    for i, row in enumerate(table_rows(labels))}
     split_of = {d: SPLIT_NAMES.get(s.strip().lower(), "") for d, s in zip(splits["dicom_id"], splits["split"],
                                                                           strict=True)}
     patients = _patients(root)
     records, reports = [], {}
-    for row in meta.to_dict("records"):
+    for row in table_rows(meta):
         subject, study = row["subject_id"], row["study_id"]
         findings, original = study_labels.get(study, ({}, ""))
         sex, anchor_age, anchor_year = patients.get(subject, ("", math.nan, math.nan))
@@ -105,7 +106,7 @@ def _patients(root: Path) -> dict[str, tuple[str, float, float]]:
     df = read_table(path)
     require_columns(df, ("subject_id", "gender", "anchor_age", "anchor_year"), path)
     return {r["subject_id"]: (normalize_sex(r["gender"]), _num(r["anchor_age"]), _num(r["anchor_year"]))
-            for r in df.to_dict("records")}
+            for r in table_rows(df)}
 
 
 def _num(text: str) -> float:

@@ -29,6 +29,7 @@ from raddino_lib.data.builders.common import (
     require_columns,
     require_file,
     resolve_images,
+    table_rows,
     view_mapping,
 )
 
@@ -46,7 +47,7 @@ def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFra
     targets = mapping_targets(mapping)
     image_dir = card["options"].get("image_dir", "images")
     records = []
-    for row in df.to_dict("records"):
+    for row in table_rows(df):
         names = [n.strip() for n in row["Finding Labels"].split("|") if n.strip()]
         labels = {t: 0.0 for t in targets}
         labels.update({mapping[n]: 1.0 for n in names if mapping.get(n)})

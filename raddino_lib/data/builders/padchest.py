@@ -30,6 +30,7 @@ from raddino_lib.data.builders.common import (
     records_to_frame,
     require_columns,
     resolve_images,
+    table_rows,
     view_mapping,
 )
 
@@ -46,7 +47,7 @@ def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFra
     mapping = {k.lower(): v for k, v in card["label_mapping"].items()}
     targets = mapping_targets(mapping)
     records = []
-    for i, row in enumerate(df.to_dict("records")):
+    for i, row in enumerate(table_rows(df)):
         terms = parse_labels(row["Labels"], f"{path} row {i + 1}, column 'Labels'")
         labels = {t: 0.0 for t in targets} if terms is not None else {}
         labels.update({mapping[t]: 1.0 for t in terms or () if mapping.get(t)})

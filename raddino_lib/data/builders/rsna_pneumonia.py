@@ -28,6 +28,7 @@ from raddino_lib.data.builders.common import (
     require_columns,
     require_file,
     resolve_images,
+    table_rows,
     view_mapping,
 )
 from raddino_lib.data.builders.dicom import apply_dicom_headers
@@ -43,7 +44,7 @@ def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFra
     classes = _classes(root)
     boxes: dict[str, list[tuple[float, float, float, float]]] = {}
     target: dict[str, float] = {}
-    for i, row in enumerate(labels.to_dict("records")):
+    for i, row in enumerate(table_rows(labels)):
         pid = row["patientId"]
         if row["Target"].strip() not in ("0", "1"):
             raise BuildError(f"{labels_path} row {i + 1}, column 'Target': '{row['Target']}' is not 0 or 1")

@@ -28,6 +28,7 @@ from raddino_lib.data.builders.common import (
     require_columns,
     require_file,
     resolve_images,
+    table_rows,
     view_mapping,
 )
 from raddino_lib.data.builders.dicom import apply_dicom_headers
@@ -45,7 +46,7 @@ def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFra
     df = read_table(path)
     require_columns(df, ("ImageId", "EncodedPixels"), path)
     runs: dict[str, list[str]] = {}
-    for i, row in enumerate(df.to_dict("records")):
+    for i, row in enumerate(table_rows(df)):
         code = row["EncodedPixels"].strip()
         if code != "-1" and not all(t.isdigit() for t in code.split()):
             raise BuildError(f"{path} row {i + 1}, column 'EncodedPixels': not '-1' or a run-length code")
