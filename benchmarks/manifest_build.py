@@ -7,7 +7,8 @@ fresh process as a user runs them: the metadata-only build (``--no-files``),
 ``validate --no-files``, and (``--with-files``) a build that finds every image
 under the root and a validate that checks every file (empty files stand in
 for the PNGs). Also times ``raddino --help`` and ``raddino manifest build
---help`` (start-up). Writes ``benchmarks/results/manifest_build.json``.
+--help`` (start-up). Wall and CPU seconds are both reported: CPU seconds are
+the cost on an idle core. Writes ``benchmarks/results/manifest_build.json``.
 
     python benchmarks/manifest_build.py                 # metadata only
     python benchmarks/manifest_build.py --with-files    # + 112,120 empty image files under a temporary folder
@@ -19,6 +20,7 @@ import argparse
 import csv
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -63,17 +65,24 @@ def write_nih_metadata(root: Path, n_images: int, n_patients: int, seed: int = 0
 
 
 def timed(argv: list[str], repeats: int = 1) -> dict[str, float]:
-    """Median wall seconds of ``python -m raddino_lib.cli ARGV`` in a fresh process (stdout discarded)."""
+    """Median wall and CPU (user + system) seconds of ``python -m raddino_lib.cli ARGV`` in a fresh process.
+
+    CPU seconds are what the command costs on an idle core; wall seconds also count waiting for a busy machine.
+    """
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    walls = []
+    walls, cpus = [], []
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "raddino_lib.cli", *argv], env=env, capture_output=True,
                               text=True)
         walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if done.returncode != 0:
             raise RuntimeError(f"raddino {' '.join(argv)} failed:\n{done.stderr[-2000:]}")
-    return {"median_s": round(statistics.median(walls), 2), "runs": len(walls)}
+    return {"median_wall_s": round(statistics.median(walls), 2), "median_cpu_s": round(statistics.median(cpus), 2),
+            "runs": len(walls)}
 
 
 def main() -> None:
@@ -103,8 +112,9 @@ def main() -> None:
             t["validate (checks every file)"] = timed(["manifest", "validate", out], args.repeats)
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     write_json(RESULTS, result)
+    print(f"{'command':<32} {'wall s':>7} {'cpu s':>7}   (load average {result['load_average_1min']})")
     for name, value in t.items():
-        print(f"{name:<32} {value['median_s']:>7.2f} s")
+        print(f"{name:<32} {value['median_wall_s']:>7.2f} {value['median_cpu_s']:>7.2f}")
     print(f"wrote {RESULTS}")
 
 

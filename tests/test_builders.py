@@ -9,6 +9,7 @@ CLI are in ``test_build_options.py``.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 
 import numpy as np
@@ -248,3 +249,26 @@ def test_siim_builder_with_rle_masks(tmp_path):
     region[3:6, 2:5] = True
     region[0, 9] = True
     np.testing.assert_array_equal(load_mask(df["abs_mask_Pneumothorax"][0]).numpy(), region)
+
+
+def test_readme_counts_and_card_texts_agree_with_the_mappings():
+    readme = (CARD_DIR / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in readme.splitlines()
+            if line.startswith("| `") and line.split("|")[1].strip().strip("`") in ALL_CARDS}
+    assert set(rows) == set(ALL_CARDS)
+    for name in ALL_CARDS:
+        card = load_card(name)
+        targets = {t for t in card["label_mapping"].values() if t}
+        mapped = [f for f in FINDINGS[:14] if f in targets]
+        labels_column = rows[name].split("|")[3]
+        assert f"{len(mapped)} of 14" in labels_column, (name, len(mapped), labels_column)
+        for extra in ("No Finding", "Support Devices"):
+            assert (extra in targets) == (extra in labels_column.replace("Support Devices unknown", "")), (name, extra)
+        unmapped = [f for f in FINDINGS[:14] if f not in targets]
+        policy = card["label_policy"]
+        assert "all other findings" in policy or all(f in policy for f in unmapped), (name, unmapped)
+    not_mapped = readme[readme.index("Deliberately **not** mapped"):].split("\n\n")[0]
+    nulls = {src for name in ALL_CARDS for src, dst in load_card(name)["label_mapping"].items() if dst is None}
+    quoted_names = {" ".join(q.split()) for q in re.findall(r"`([^`]+)`", not_mapped)}
+    for quoted in quoted_names - {"original_labels", *FINDINGS}:  # source labels, not the common names
+        assert quoted in nulls, f"README says '{quoted}' is not mapped; no card maps it to null"
