@@ -2,9 +2,10 @@
 
 A card says where a dataset comes from (citation, documentation url), how its
 files are laid out under a local root, which official metadata files the
-builder reads, how its labels map onto ``FINDINGS`` and what is done with
-uncertain labels and splits. The builder of the same name executes the card;
-``label_mapping`` is the single source of truth for label names.
+builder reads, how its labels and view codes map onto ``FINDINGS`` and
+``VIEWS``, and what is done with uncertain labels and splits. The builder of
+the same name executes the card; ``label_mapping`` and ``view_mapping`` are
+the single source of truth for label names and views.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from raddino_lib.data.schema import FINDINGS
+from raddino_lib.data.schema import FINDINGS, VIEWS
 
 CARD_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 REQUIRED_KEYS: tuple[str, ...] = (
@@ -27,6 +28,7 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "root_layout",  # expected files under --root
     "metadata_files",  # official files the builder reads
     "label_mapping",  # source label → common finding, or null (kept only in original_labels)
+    "view_mapping",  # source view code → PA / AP / LATERAL, or null (empty view); codes not listed → empty
     "uncertain_policy",
     "splits_policy",
 )
@@ -64,5 +66,10 @@ def load_card(name_or_path: str | os.PathLike) -> dict[str, Any]:
         raise CardError(f"{path}: label_mapping targets {bad} are not in FINDINGS {list(FINDINGS)} "
                         "(map to null to keep a label only in original_labels)")
     card["label_mapping"] = {str(k): v for k, v in mapping.items()}
+    views = card["view_mapping"] or {}
+    bad = {src: dst for src, dst in views.items() if dst is not None and dst not in VIEWS}
+    if bad:
+        raise CardError(f"{path}: view_mapping targets {bad} are not in VIEWS {list(VIEWS)} "
+                        "(map to null for an empty view)")
     card.setdefault("options", {})
     return card

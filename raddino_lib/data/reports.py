@@ -1,64 +1,65 @@
-"""Rule-based report labeler: free text -> one label per ChestX-ray14 finding.
+"""Rule-based report labeler: free text -> one label per finding (the 14 ChestX-ray14 findings, No Finding,
+Support Devices).
 
-A NegEx-style design (Chapman et al. 2001), in the spirit of the CheXpert and
-NegBio labelers that produced the labels of public chest X-ray datasets:
+A NegEx-style design (Chapman et al. 2001) following the conventions of the
+NegBio and CheXpert labelers that produced the labels of public chest X-ray
+datasets:
 
-1. keep the report's findings/impression text (indication, history, comparison
-   and technique sections are dropped: "evaluate for pneumonia" is a question,
-   not a finding), lowercase it, drop laterality words, split into sentences;
-2. find *mentions* of each finding with a synonym lexicon (``LEXICON``);
-3. find *cues* in the sentence: negation before the mention ("no", "without",
-   "negative for", "free of", "no evidence of") or after it ("is not seen",
-   "has resolved"); uncertainty before ("possible", "may represent", "rule
-   out", "suspicious for") or after ("cannot be excluded", "is likely", "?").
-   A cue's scope ends at a terminator ("but", "however", "although", "there is"
-   ...). Pseudo-negations ("no change in", "no increase in") are not cues;
-4. a mention takes the nearest cue in scope (a preceding cue first): negation
-   -> 0, uncertainty -> -1, none -> 1; per finding, positive beats uncertain
-   beats negated, and a finding never mentioned is 0.
+1. keep the report's findings / impression text (indication, history,
+   comparison, technique and recommendation sections are dropped: "evaluate
+   for pneumonia" is a question, not a finding), normalize it (lowercase,
+   hyphens as spaces, laterality words removed) and split it into sentences;
+2. find *mentions* of each finding (``report_lexicon.MENTIONS``), dropping
+   look-alikes (``NOT_MENTIONS``: subcutaneous emphysema, calcified nodules,
+   old granulomatous infection, hydropneumothorax, ...);
+3. find *cues*: negation before the mention ("no", "without", "negative
+   for", "no evidence of", "resolution of", "history of") or after it ("is
+   not seen", "has resolved", "removed"); uncertainty before it ("possible",
+   "may represent", "likely", "suspicious for", "?") or after it ("is
+   possible", "cannot be excluded", "in the appropriate clinical setting");
+   pseudo-cues are not cues ("no change in the effusion" states an effusion);
+4. label each mention: an in-scope "cannot be excluded"-type hedge gives -1
+   whatever else is there (CheXpert matches these first); otherwise the
+   nearest in-scope cue before the mention decides, else the nearest after
+   it: negation -> 0, uncertainty -> -1, none -> 1. A cue's scope ends at a
+   terminator ("but", "however", "there is", ", the", ...), after
+   ``PRE_NEGATION_WORDS`` words for a negation and ``CUE_WORDS`` for other
+   cues, and at another mention unless the two form a list ("no effusion,
+   pneumothorax, or edema"; after a negation, "no opacity to suggest
+   pneumonia" also carries on). Two findings joined by "or" are both
+   uncertain ("atelectasis or pneumonia"), as in CheXpert. Weak mentions
+   (vascular congestion, costophrenic blunting, borderline heart size) are at
+   most -1; Support Devices are never -1;
+5. per finding over the report: positive beats uncertain beats negated; a
+   finding never mentioned is 0. No Finding is 1 when the report has text and
+   none of the 14 findings is 1 or -1 (the ChestX-ray14 convention: devices
+   and abnormalities outside the 14, such as hyperinflation or a granuloma,
+   leave it 1; CheXpert's No Finding also needs no fracture, lung opacity or
+   lesion, enlarged cardiomediastinum, pleural abnormality or other listed
+   abnormality).
 
-Summary phrases ("no acute cardiopulmonary process", "lungs are clear") name
-no finding, so they leave every label at 0 without special cases, and they do
-not cancel a finding stated elsewhere ("Stable cardiomegaly. No acute
-cardiopulmonary process." -> Cardiomegaly 1).
+The look-alike and wording policies are listed in ``report_lexicon``.
+Summary phrases ("no acute cardiopulmonary process", "lungs are clear")
+name no finding, so they leave every label at 0 without special cases, and
+they do not cancel a finding stated elsewhere ("Stable cardiomegaly. No
+acute cardiopulmonary process." -> Cardiomegaly 1).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from raddino_lib.data.schema import CXR14_FINDINGS, reported_column
+from raddino_lib.data import report_lexicon as lex
+from raddino_lib.data.schema import CXR14_FINDINGS, FINDINGS, reported_column
 
 POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
-
-# Synonyms per finding (regular expressions over lowercased text with hyphens as spaces).
-LEXICON: dict[str, str] = {
-    "Atelectasis": r"atelecta\w*|(?<!vertebral )(?<!vertebral body )\bcollapsed?\b",
-    "Cardiomegaly": r"cardiomegaly|cardiac enlargement|enlarge(?:d|ment of)(?: the)? (?:heart|cardiac)"
-                    r"|(?:heart|cardiac)(?: size| silhouette| contour)?(?: is| are| appears| remains| has)?"
-                    r"(?: not| become| been)?(?: \w+ly)? enlarged|enlarged heart",
-    "Consolidation": r"consolidat\w*",
-    "Edema": r"(?<!soft tissue )(?<!subcutaneous )(?<!facial )\bo?edema\w*|vascular congestion"
-             r"|pulmonary congestion|kerley b|congestive heart failure|\bchf\b|fluid overload",
-    "Effusion": r"(?<!pericardial )effusions?|pleural fluid|hydro(?:pneumo)?thorax"
-                r"|fluid in the (?:\w+ )?(?:costophrenic|pleural)"
-                r"|blunt(?:ing|ed)(?: of)?(?: the)?(?: \w+)? costophrenic|costophrenic (?:angle )?blunting",
-    "Emphysema": r"(?<!subcutaneous )(?<!soft tissue )(?<!mediastinal )emphysema\w*|bullae|bullous"
-                 r"|hyperinflat\w*|hyperexpan\w*",
-    "Fibrosis": r"fibros\w*|fibrotic|honeycomb\w*|(?:parenchymal|pulmonary|lung|interstitial) scarring",
-    "Hernia": r"hernia\w*",
-    "Infiltration": r"infiltrat\w*|airspace (?:opacit\w*|disease)|patchy opacit\w*|ill defined (?:lung )?opacit\w*",
-    "Mass": r"(?<!body )\bmass(?:es)?\b(?! effect)|\btumou?r\w*|neoplas\w*",
-    "Nodule": r"nodul\w*",
-    "Pleural_Thickening": r"pleural (?:\w+ )?thickening|thicken\w* (?:of )?(?:the )?pleura\w*|pleural scarring"
-                          r"|apical (?:pleural )?cap|pleural plaques?",
-    "Pneumonia": r"pneumoni\w*|infectio\w*|infectious process",
-    "Pneumothorax": r"pneumothora(?:x|ces)|\bptx\b",
-}
+DEVICES = "Support Devices"
+LABELED = CXR14_FINDINGS + (DEVICES,)  # findings read from mentions; No Finding is derived from them
 
 # How a radiologist names each finding (zero-shot prompts, report templates).
 FINDING_PHRASES: dict[str, str] = {
@@ -79,50 +80,55 @@ def zero_shot_prompts(finding: str) -> tuple[str, str]:
     return f"No {phrase}.", f"{phrase[0].upper()}{phrase[1:]}."
 
 
-# Cue patterns. Pre-cues reach forward to a mention, post-cues back to one, both stopped by a terminator.
-# "likely" is uncertain (as in CheXpert and RadGraph): "opacity, likely atelectasis" -> -1.
-PRE_NEGATION = (r"\bno\b|\bnot\b|\bwithout\b|negative for|free of|clear of|absence of|\babsent\b"
-                r"|resolution of|resolved\b|\bnor\b|\bneither\b|rather than")
-POST_NEGATION = (r"(?:is|are|was|were)? ?not (?:\w+ )?(?:seen|identified|present|evident|appreciated|visualized"
-                 r"|demonstrated|detected|noted|visible)|(?:is|are)? ?absent|(?:has|have)? ?resolved|(?:has|have)"
-                 r" cleared|no longer \w+|(?:is|are) unlikely|(?:has been|is|are|was) (?:ruled out|excluded)")
-PRE_UNCERTAIN = (r"\bmay\b|\bmight\b|\bcould\b|possibl[ey]|probabl[ey]|\blikely\b|questionabl[ey]|question of"
-                 r"|suspicious|suspicion|suspected|suggest\w*|concern(?:ing)? for|can ?not (?:be )?(?:excluded|ruled"
-                 r" out|exclude|rule out)|can't (?:exclude|rule out)|not (?:be )?(?:excluded|ruled out)"
-                 r"|(?:difficult|hard) to exclude|rule out|\br/o\b|evaluate for|assess for|borderline|equivocal"
-                 r"|indeterminate|presum\w+|\bversus\b|\bvs\b|differential|potential\w*|\bpossibility\b|\?")
-POST_UNCERTAIN = (r"can ?not (?:be )?(?:entirely |completely )?(?:excluded|ruled out)|can't be (?:excluded|ruled out)"
-                  r"|(?:is|are)? ?not (?:entirely |completely )?(?:excluded|ruled out)|(?:is|are) (?:possible|likely|"
-                  r"probable|suspected|questioned|not certain)|\bversus\b|\bvs\b|(?:may|might|could) (?:also )?be\b|\?")
-PSEUDO_NEGATION = (r"no (?:(?:significant|interval|substantial|appreciable) )*"
-                   r"(?:change|increase|decrease|worsening|improvement)|not (?:significantly )?changed|not only"
-                   r"|to suggest")  # "no opacity to suggest pneumonia": the negation carries on
-TERMINATORS = (r"\bbut\b|however|although|\bthough\b|\bexcept\b|aside from|apart from|other than"
-               r"|with the exception of|\bwhich\b|\bthat\b|whereas|\bwhile\b|\byet\b|there (?:is|are)\b"
-               r"|(?:is|are) (?:present|noted|seen|identified)\b|\bnow\b|,? and (?:a|an|the)\b")
-
-SKIP_SECTIONS = ("indication", "history", "clinical history", "clinical information", "reason for exam",
-                 "reason for examination", "comparison", "comparisons", "technique", "examination", "exam")
-SECTIONS = SKIP_SECTIONS + ("findings", "impression", "conclusion", "recommendation", "recommendations", "report")
-_HEADER = re.compile(r"\b([a-z][a-z ]{1,30}?)\s*:", re.IGNORECASE)
-_LATERALITY = re.compile(r"\b(?:left|right|bilateral(?:ly)?|unilateral|bibasilar|bibasal)\b\s*")
-_SENTENCE = re.compile(r"\.(?!\d)|;|\n|(?<=\?)")
-_MENTIONS = {f: re.compile(p) for f, p in LEXICON.items()}
+_MENTIONS = {f: re.compile(p) for f, p in lex.MENTIONS.items()}
+_WEAK = {f: re.compile(p) for f, p in lex.WEAK_MENTIONS.items()}
+_NOT_MENTIONS = {f: re.compile(p) for f, p in lex.NOT_MENTIONS.items()}
 _CUES = tuple((re.compile(p), kind, side) for p, kind, side in (
-    (PRE_UNCERTAIN, UNCERTAIN, "pre"), (POST_UNCERTAIN, UNCERTAIN, "post"),
-    (PRE_NEGATION, NEGATIVE, "pre"), (POST_NEGATION, NEGATIVE, "post")))
-_PSEUDO = re.compile(PSEUDO_NEGATION)
-_TERMINATORS = re.compile(TERMINATORS)
+    (lex.STRONG_PRE_UNCERTAIN, "strong", "pre"), (lex.STRONG_POST_UNCERTAIN, "strong", "post"),
+    (lex.PRE_UNCERTAIN, UNCERTAIN, "pre"),
+    (lex.POST_UNCERTAIN, UNCERTAIN, "post"), (lex.PRE_NEGATION, NEGATIVE, "pre"),
+    (lex.POST_NEGATION, NEGATIVE, "post")))
+_PSEUDO = re.compile(lex.PSEUDO_CUES)
+_BRIDGES = re.compile(lex.BRIDGES)
+_TERMINATORS = re.compile(lex.TERMINATORS)
+_PRE_NEGATION = re.compile(lex.PRE_NEGATION)
+_LIST_JOIN = re.compile(lex.LIST_JOIN)
+_OR_JOIN = re.compile(lex.OR_JOIN)
+_OR_AFTER = re.compile(lex.OR_AFTER)
+_WORD = re.compile(r"[a-z0-9?/]+")
+_HEADER = re.compile(r"\b([a-z][a-z ]{1,30}?)\s*:", re.IGNORECASE)
+_LATERALITY = re.compile(lex.LATERALITY)
+_SENTENCE = re.compile(r"\.(?!\d)|;|\n|(?<=[a-z0-9)]\?)")
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A finding named in a sentence: character span [start, end), weak = at most uncertain."""
+
+    finding: str
+    start: int
+    end: int
+    weak: bool = False
+
+
+@dataclass(frozen=True)
+class Cue:
+    """A negation / uncertainty phrase: span, kind (NEGATIVE, UNCERTAIN or "strong"), side ("pre" or "post")."""
+
+    start: int
+    end: int
+    kind: int | str
+    side: str
 
 
 def _section(header: str) -> str | None:
     """The known section name a ``header:`` ends with ("chest pa and lat history" -> "history"), else None."""
     header = " ".join(header.lower().split())
-    return next((h for h in SECTIONS if header == h or header.endswith(" " + h)), None)
+    return next((h for h in lex.SECTIONS if header == h or header.endswith(" " + h)), None)
 
 
 def report_body(text: str) -> str:
-    """The report without indication/history/comparison/technique sections (those ask, they do not find)."""
+    """The report without indication/history/comparison/technique/recommendation sections (they do not find)."""
     text = str(text)
     parts, keep, start = [], True, 0
     for m in _HEADER.finditer(text):
@@ -131,7 +137,7 @@ def report_body(text: str) -> str:
             continue
         if keep:
             parts.append(text[start:m.start()])
-        keep, start = section not in SKIP_SECTIONS, m.end()
+        keep, start = section not in lex.SKIP_SECTIONS, m.end()
     if keep:
         parts.append(text[start:])
     return " . ".join(parts)
@@ -139,46 +145,141 @@ def report_body(text: str) -> str:
 
 def split_sentences(text: str) -> list[str]:
     """Normalized sentences: lowercase, hyphens as spaces, laterality words removed, split on . ; ? and newlines."""
-    text = str(text).lower().replace("-", " ")
-    text = _LATERALITY.sub("", text)
+    text = str(text).lower()
+    for short, plain in lex.ABBREVIATIONS.items():
+        text = text.replace(short, plain)
+    text = _LATERALITY.sub("", text.replace("-", " "))
     return [re.sub(r"\s+", " ", s).strip() for s in _SENTENCE.split(text) if s.strip()]
 
 
-def _cues(sentence: str) -> list[tuple[int, int, int, str]]:
-    """(start, end, kind, side) cue spans; uncertainty masks negation inside it; pseudo-negations are dropped."""
-    blocked = [m.span() for m in _PSEUDO.finditer(sentence)]
-    found: list[tuple[int, int, int, str]] = []
+def find_mentions(sentence: str) -> list[Mention]:
+    """Mentions of every finding in one normalized sentence, in reading order (look-alikes removed)."""
+    out = []
+    for finding in LABELED:
+        blocked = [m.span() for m in _NOT_MENTIONS[finding].finditer(sentence)] if finding in _NOT_MENTIONS else []
+        for pattern, weak in ((_MENTIONS[finding], False), (_WEAK.get(finding), True)):
+            for m in pattern.finditer(sentence) if pattern is not None else ():
+                if not any(m.start() < be and bs < m.end() for bs, be in blocked):
+                    out.append(Mention(finding, m.start(), m.end(), weak))
+    return sorted(out, key=lambda m: (m.start, m.end))
+
+
+def find_cues(sentence: str) -> list[Cue]:
+    """Cue spans; pseudo-cues and bridges after a negation are dropped, hedges mask the negations inside them."""
+    blocked = [m.span() for m in _PSEUDO.finditer(sentence)] + _active_bridges(sentence)
+    found: list[Cue] = []
     for pattern, kind, side in _CUES:
         for m in pattern.finditer(sentence):
             s, e = m.span()
             if s == e or any(s < be and bs < e for bs, be in blocked):
                 continue
-            if kind == NEGATIVE and any(s < fe and fs < e for fs, fe, k, _ in found if k == UNCERTAIN):
+            if kind == NEGATIVE and any(s < c.end and c.start < e for c in found if c.kind != NEGATIVE):
                 continue
-            found.append((s, e, kind, side))
+            found.append(Cue(s, e, kind, side))
     return found
 
 
-def _label_mention(start: int, end: int, cues: list[tuple[int, int, int, str]], stops: list[int]) -> int:
-    """The label of one mention span: the nearest in-scope preceding cue, else the nearest following cue."""
-    pre = [(ce, k) for cs, ce, k, side in cues if side == "pre" and cs < end and ce <= end
-           and not any(ce <= t < start for t in stops)]
-    if pre:
-        return max(pre)[1]
-    post = [(cs, k) for cs, ce, k, side in cues if side == "post" and cs >= end
-            and not any(end <= t < cs for t in stops)]
-    return min(post)[1] if post else POSITIVE
+def _active_bridges(sentence: str) -> list[tuple[int, int]]:
+    """Bridge spans ("to suggest", "concerning for") preceded in their clause by a negation cue."""
+    out = []
+    for m in _BRIDGES.finditer(sentence):
+        before = sentence[:m.start()]
+        clause = before[max([t.end() for t in _TERMINATORS.finditer(before)], default=0):]
+        if _PRE_NEGATION.search(clause) and _words(clause) <= lex.PRE_NEGATION_WORDS + 2:
+            out.append(m.span())
+    return out
+
+
+def _words(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def _joined(sentence: str, first: Mention, second: Mention, cues: list[Cue], bridges: list[tuple[int, int]]
+            ) -> bool:
+    """Whether two consecutive mentions form one list (or are bridged after a negation)."""
+    if any(first.end <= bs and be <= second.start for bs, be in bridges):
+        return True
+    between = sentence[first.end:second.start]
+    return (bool(_LIST_JOIN.fullmatch(between)) and bool(re.search(r",|/|\b(?:and|or|nor|as well as)\b", between))
+            and not any(first.end <= c.start and c.end <= second.start for c in cues))
+
+
+def _groups(sentence: str, mentions: list[Mention], cues: list[Cue]) -> list[int]:
+    """Group index of each mention: consecutive mentions in one list share a group."""
+    bridges = _active_bridges(sentence)
+    group, out = 0, []
+    for i, m in enumerate(mentions):
+        if i and not (m.start < mentions[i - 1].end or _joined(sentence, mentions[i - 1], m, cues, bridges)):
+            group += 1
+        out.append(group)
+    return out
+
+
+def _in_scope(sentence: str, start: int, end: int, limit: int) -> bool:
+    """No terminator between start and end, and at most ``limit`` words."""
+    gap = sentence[start:end]
+    return not _TERMINATORS.search(gap) and _words(gap) <= limit
+
+
+def label_mention(sentence: str, mention: Mention, cues: list[Cue], first: int, last: int,
+                  others: list[Mention]) -> int:
+    """The label of one mention.
+
+    ``first`` / ``last``: where its list begins and ends; a cue reaches the
+    mention from outside the list only if no mention in ``others`` (those
+    outside the list) stands between.
+    """
+    pre, post = [], []
+    for c in cues:
+        limit = lex.PRE_NEGATION_WORDS if c.kind == NEGATIVE else lex.CUE_WORDS
+        if c.side == "pre" and c.end <= mention.end and (c.start >= mention.start or (
+                c.end <= first and _in_scope(sentence, c.end, mention.start, limit)
+                and not any(c.end <= o.start and o.end <= first for o in others))):
+            pre.append(c)
+        elif c.side == "post" and c.start >= mention.end and _in_scope(sentence, last, c.start,
+                                                                                  lex.CUE_WORDS) \
+                and not any(last <= o.start and o.end <= c.start for o in others):
+            post.append(c)
+    if any(c.kind == "strong" for c in pre + post):
+        label = UNCERTAIN
+    elif pre:
+        label = max(pre, key=lambda c: c.end).kind
+    elif post:
+        label = min(post, key=lambda c: c.start).kind
+    else:
+        label = POSITIVE
+    if mention.finding == DEVICES:
+        return POSITIVE if label == UNCERTAIN else int(label)
+    return UNCERTAIN if mention.weak and label == POSITIVE else int(label)
 
 
 def label_sentence(sentence: str) -> dict[str, int]:
     """Labels of the findings mentioned in one normalized sentence (others absent from the dict)."""
-    cues = _cues(sentence)
-    stops = [m.start() for m in _TERMINATORS.finditer(sentence)]
+    mentions = find_mentions(sentence)
+    cues = find_cues(sentence)
+    groups = _groups(sentence, mentions, cues)
     out: dict[str, int] = {}
-    for finding, pattern in _MENTIONS.items():
-        for m in pattern.finditer(sentence):
-            out[finding] = _combine(out.get(finding), _label_mention(m.start(), m.end(), cues, stops))
+    for i, m in enumerate(mentions):
+        members = [k for k, g in enumerate(groups) if g == groups[i]]
+        first, last = mentions[members[0]].start, max(mentions[k].end for k in members)
+        others = [o for k, o in enumerate(mentions) if groups[k] != groups[i]]
+        label = label_mention(sentence, m, cues, first, last, others)
+        if label == POSITIVE and m.finding != DEVICES and _or_joined(sentence, mentions, i):
+            label = UNCERTAIN
+        out[m.finding] = _combine(out.get(m.finding), label)
     return out
+
+
+def _or_joined(sentence: str, mentions: list[Mention], i: int) -> bool:
+    """Whether mention i is one of alternatives: "A or B" with a mention of another finding, or "A or <anything>"."""
+    if _OR_AFTER.match(sentence, mentions[i].end):
+        return True
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(mentions) and mentions[j].finding not in (mentions[i].finding, DEVICES):
+            a, b = sorted((mentions[i], mentions[j]), key=lambda m: m.start)
+            if b.start >= a.end and _OR_JOIN.fullmatch(sentence[a.end:b.start]):
+                return True
+    return False
 
 
 def _combine(old: int | None, new: int) -> int:
@@ -190,33 +291,36 @@ def _combine(old: int | None, new: int) -> int:
 
 
 def label_report(text: str) -> dict[str, int]:
-    """One label per CXR14 finding: 1 stated present, -1 uncertain, 0 negated or not mentioned."""
-    labels = dict.fromkeys(CXR14_FINDINGS, NEGATIVE)
-    seen: dict[str, int] = {}
+    """One label per finding in FINDINGS: 1 stated present, -1 uncertain, 0 negated or not mentioned.
+
+    No Finding is 1 when the report has text and none of the 14 CXR14 findings is 1 or -1.
+    """
+    labels = dict.fromkeys(FINDINGS, NEGATIVE)
     if not isinstance(text, str) or not text.strip():
         return labels
     for sentence in split_sentences(report_body(text)):
         for finding, value in label_sentence(sentence).items():
-            seen[finding] = _combine(seen.get(finding), value)
-    labels.update(seen)
+            labels[finding] = _combine(labels[finding], value)
+    labels["No Finding"] = int(all(labels[f] == NEGATIVE for f in CXR14_FINDINGS))
     return labels
 
 
 def label_reports(texts: Iterable[str]) -> pd.DataFrame:
-    """(N,) reports -> (N, 14) DataFrame of labels, columns CXR14_FINDINGS."""
-    return pd.DataFrame([label_report(t) for t in texts], columns=list(CXR14_FINDINGS))
+    """(N,) reports -> (N, 16) DataFrame of labels, columns FINDINGS."""
+    return pd.DataFrame([label_report(t) for t in texts], columns=list(FINDINGS))
 
 
 def labeler_agreement(manifest_df: pd.DataFrame) -> dict:
     """Accuracy of :func:`label_report` against the manifest's ``reported_<F>`` columns (phantoms).
 
-    Returns {"n_reports", "macro_accuracy", "exact_match" (all 14 right), "accuracy": {F: acc},
-    "n_positive": {F: count of reported 1}}; findings without a ``reported_<F>`` column are skipped.
+    Returns {"n_reports", "macro_accuracy", "exact_match" (every compared label right), "accuracy": {F: acc},
+    "n_positive": {F: count of reported 1}} over FINDINGS; findings without a ``reported_<F>`` column are
+    skipped.
     """
     if "report" not in manifest_df.columns:
         raise ValueError("manifest has no 'report' column: labeler agreement needs reports "
                          "(phantom manifests have one; real manifests need a report per row)")
-    findings = [f for f in CXR14_FINDINGS if reported_column(f) in manifest_df.columns]
+    findings = [f for f in FINDINGS if reported_column(f) in manifest_df.columns]
     if not findings:
         raise ValueError("manifest has no 'reported_<Finding>' columns to compare the labeler against")
     df = manifest_df[manifest_df["report"].fillna("").astype(str).str.strip() != ""]
@@ -240,7 +344,7 @@ def labeler_disagreements(manifest_df: pd.DataFrame, n: int = 5) -> pd.DataFrame
     rows = []
     for text, (_, row) in zip(manifest_df["report"].fillna("").astype(str), manifest_df.iterrows(), strict=True):
         labels = label_report(text)
-        for f in CXR14_FINDINGS:
+        for f in FINDINGS:
             truth = pd.to_numeric(row.get(reported_column(f), np.nan), errors="coerce")
             if text.strip() and not pd.isna(truth) and labels[f] != int(truth):
                 rows.append({"report": text, "finding": f, "labeler": labels[f], "reported": int(truth)})

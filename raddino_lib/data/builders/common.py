@@ -1,4 +1,4 @@
-"""What every dataset builder shares: value normalisation, label mapping, file lookup, rows → manifest.
+"""What every dataset builder shares: options, value normalisation, label mapping, file lookup, rows → manifest.
 
 A builder reads a dataset's official metadata from a local root and returns
 ``Record``s; ``records_to_frame`` turns them into manifest rows (paths still
@@ -7,27 +7,45 @@ relative to the dataset root) with patient-level splits.
 
 from __future__ import annotations
 
+import functools
+import gzip
 import math
 import os
 import re
-import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from raddino_lib.data.manifest import assign_splits
-from raddino_lib.data.schema import AGE_RANGE, FINDINGS, LABEL_COLUMNS, SPLITS, label_column
+from raddino_lib.data.manifest import DEFAULT_FRACTIONS, check_fractions, hash_splits
+from raddino_lib.data.schema import AGE_RANGE, FINDINGS, SPLITS, label_column
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
-DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train / val / test when no official split
 
 
 class BuildError(ValueError):
     """The dataset's metadata cannot be turned into a manifest; the message names the file, row and field."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How a builder turns a dataset's metadata into manifest rows (the same for every dataset)."""
+
+    seed: int = 0  # seed of the patient split hash; another seed gives another (equally valid) split
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS  # train / val / test of patients without an
+    # official split (the official non-test pool is cut train / val in the ratio of the first two)
+    drop_missing: bool = False  # skip images listed in the metadata but absent under the root (default: error)
+    check_files: bool = True  # False: metadata only; paths are written from the card's layout, image files are
+    # neither looked for nor read (DICOM headers too), and `raddino manifest validate` checks them later
+    masks_dir: Path | None = None  # write lesion masks here (RSNA boxes, SIIM run-length codes); needs the files
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fractions", check_fractions(self.fractions))
+        if self.masks_dir is not None and not self.check_files:
+            raise BuildError("masks are drawn at each image's size, read from its file: --masks needs the images "
+                             "(drop --no-files)")
 
 
 @dataclass
@@ -55,7 +73,11 @@ def normalize_age(value: object) -> float:
     """'058Y' / '6M' / '30D' / 58 / '58.0' / '85 or more' → years (float), NaN if unknown or out of range."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return math.nan
-    text = str(value).strip().upper()
+    return _age_of_text(str(value).strip().upper())
+
+
+@functools.lru_cache(maxsize=65536)  # a dataset has few distinct age strings; each is parsed once
+def _age_of_text(text: str) -> float:
     match = re.match(r"^(\d+(?:\.\d+)?)\s*([YMWD]?)", text)
     if not match:
         return math.nan
@@ -90,13 +112,15 @@ def normalize_sex(value: object) -> str:
     return {"M": "M", "MALE": "M", "F": "F", "FEMALE": "F"}.get(text, "")
 
 
-def normalize_view(value: object) -> str:
-    """PA / AP (incl. 'AP_horizontal', 'AP supine', 'AP AXIAL') / lateral (L, LL, RL, LATERAL) → VIEWS, else ''."""
-    text = str(value).strip().upper().replace("_", " ") if value is not None else ""
-    if text in ("L", "LL", "RL", "LAT", "LATERAL", "LATERAL LEFT", "LATERAL RIGHT", "LLD", "RLD"):
-        return "LATERAL"
-    head = text.split(" ")[0]
-    return head if head in ("PA", "AP") else ""
+def view_mapping(card: Mapping[str, object]) -> dict[str, str]:
+    """The card's ``view_mapping`` (source code → PA / AP / LATERAL, null → empty) with upper-case keys."""
+    mapping = card.get("view_mapping") or {}
+    return {str(k).strip().upper(): (v or "") for k, v in mapping.items()}  # type: ignore[union-attr]
+
+
+def map_view(value: object, mapping: Mapping[str, str]) -> str:
+    """A source view code through the card's mapping (see ``view_mapping``); codes not listed → ''."""
+    return mapping.get(str(value).strip().upper() if value is not None else "", "")
 
 
 def label_value(value: object, blank: float = math.nan) -> float:
@@ -147,21 +171,46 @@ def original_label_string(source: Mapping[str, float]) -> str:
 # ----------------------------------------------------------------------------- files
 
 
-def require_file(root: Path, *names: str) -> Path:
-    """The first of ``names`` (also ``name + '.gz'``) under root, or BuildError saying what is expected."""
+def find_file(root: Path, *names: str) -> Path | None:
+    """The first of ``names`` under root, plain or gzipped (``name + '.gz'``); None if none is there."""
     for name in names:
         for candidate in (root / name, root / f"{name}.gz"):
             if candidate.is_file():
                 return candidate
-    raise BuildError(f"none of {list(names)} found under {root} (check --root and the dataset card's "
-                     "'metadata_files')")
+    return None
+
+
+def require_file(root: Path, *names: str) -> Path:
+    """Like ``find_file``, or BuildError saying what is expected."""
+    found = find_file(root, *names)
+    if found is None:
+        raise BuildError(f"none of {list(names)} (or .gz) found under {root} (check --root and the dataset card's "
+                         "'metadata_files')")
+    return found
+
+
+def read_lines(path: Path) -> list[str]:
+    """Non-empty stripped lines of a text file, plain or gzipped (by the '.gz' suffix)."""
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    return [line.strip() for line in data.decode("utf-8-sig").splitlines() if line.strip()]
 
 
 def read_table(path: Path, **kwargs) -> pd.DataFrame:
-    """Official CSV as text (no NaN guessing); header whitespace stripped."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, **kwargs)
+    """Official CSV (plain or .gz) as text (no NaN guessing); header whitespace stripped."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError) as err:
+        raise BuildError(f"{path}: not a readable CSV file ({err}); is it the official file, completely "
+                         "downloaded?") from err
     df.columns = [c.strip() for c in df.columns]
     return df
+
+
+def table_rows(df: pd.DataFrame) -> list[dict[str, str]]:
+    """Rows of a text table as dicts (like ``df.to_dict("records")``, several times faster on 100k rows)."""
+    columns = list(df.columns)
+    return [dict(zip(columns, values, strict=True)) for values in zip(*(df[c].tolist() for c in columns),
+                                                                     strict=True)]
 
 
 def require_columns(df: pd.DataFrame, columns: Iterable[str], source: Path) -> None:
@@ -186,39 +235,38 @@ def index_files(root: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[
 # ----------------------------------------------------------------------------- records → manifest rows
 
 
-def records_to_frame(records: list[Record], dataset: str, site: str, seed: int = 0,
-                     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> pd.DataFrame:
+def records_to_frame(records: list[Record], dataset: str, site: str, options: BuildOptions) -> pd.DataFrame:
     """Manifest rows (paths relative to the dataset root), sorted by image_id, with patient-level splits.
 
     Official splits are kept. Rows marked "trainval" (official non-test part)
-    and rows without a split are split by patient hash: "trainval" patients
-    into train / val in the ratio of ``fractions``, unmarked patients into all
-    three. A patient is never in two splits (official splits win; a conflict
-    is an error).
+    and rows without a split get a split from a seeded hash of the patient id
+    (``hash_splits``): "trainval" patients train / val in the ratio of
+    ``options.fractions``, unmarked patients all three. A patient's split
+    depends only on its id, the seed, the fractions and its official pool,
+    never on which other images are present. A patient is never in two
+    splits (official splits win; a conflict is an error).
     """
     if not records:
         raise BuildError(f"{dataset}: no images found; check --root and the dataset card's 'root_layout'")
-    split_of = _patient_splits(records, seed, fractions)
-    rows = []
-    for r in sorted(records, key=lambda r: r.image_id):
-        row = {"image_id": r.image_id, "path": r.path, "patient_id": r.patient_id, "study_id": r.study_id,
-               "split": split_of[r.patient_id], "age": r.age, "sex": r.sex, "view": r.view, "site": site}
-        row.update({c: np.nan for c in LABEL_COLUMNS})
-        row.update({label_column(f): v for f, v in r.labels.items()})
-        row.update({"original_labels": r.original_labels, "dataset": dataset})
-        row.update(r.masks)
-        if r.report:
-            row["report"] = r.report
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    if "report" in df.columns:
-        df["report"] = df["report"].fillna("")
-    for col in (c for c in df.columns if c.startswith("mask_")):
-        df[col] = df[col].fillna("")
-    return df
+    split_of = _patient_splits(records, options)
+    records = sorted(records, key=lambda r: r.image_id)
+    columns: dict[str, list] = {
+        "image_id": [r.image_id for r in records], "path": [r.path for r in records],
+        "patient_id": [r.patient_id for r in records], "study_id": [r.study_id for r in records],
+        "split": [split_of[r.patient_id] for r in records], "age": [r.age for r in records],
+        "sex": [r.sex for r in records], "view": [r.view for r in records], "site": [site] * len(records)}
+    for finding in FINDINGS:
+        columns[label_column(finding)] = [r.labels.get(finding, math.nan) for r in records]
+    columns["original_labels"] = [r.original_labels for r in records]
+    columns["dataset"] = [dataset] * len(records)
+    for mask in sorted({m for r in records for m in r.masks}):
+        columns[mask] = [r.masks.get(mask, "") for r in records]
+    if any(r.report for r in records):
+        columns["report"] = [r.report for r in records]
+    return pd.DataFrame(columns)
 
 
-def _patient_splits(records: list[Record], seed: int, fractions: tuple[float, float, float]) -> dict[str, str]:
+def _patient_splits(records: list[Record], options: BuildOptions) -> dict[str, str]:
     official: dict[str, str] = {}
     for r in records:
         if r.split in SPLITS:
@@ -226,22 +274,27 @@ def _patient_splits(records: list[Record], seed: int, fractions: tuple[float, fl
             if previous != r.split:
                 raise BuildError(f"patient '{r.patient_id}' is in official splits '{previous}' and '{r.split}' "
                                  f"(image '{r.image_id}'); the official split files disagree")
-    trainval = sorted({r.patient_id for r in records if r.split == "trainval"} - set(official))
-    free = sorted({r.patient_id for r in records if not r.split} - set(official) - set(trainval))
+    trainval = {r.patient_id for r in records if r.split == "trainval"} - set(official)
+    free = {r.patient_id for r in records if not r.split} - set(official) - trainval
+    train, val, _ = options.fractions
+    pool = (train / (train + val), val / (train + val), 0.0) if train + val > 0 else (1.0, 0.0, 0.0)
     out = dict(official)
-    train, val, _ = fractions
-    out.update(assign_splits(trainval, fractions=(train / (train + val), val / (train + val), 0.0), seed=seed))
-    out.update(assign_splits(free, fractions=fractions, seed=seed))
+    out.update(hash_splits(trainval, fractions=pool, seed=options.seed))
+    out.update(hash_splits(free, fractions=options.fractions, seed=options.seed))
     return out
 
 
-def resolve_images(records: list[Record], root: Path, dataset: str, drop_missing: bool, by_name: bool = False
+def resolve_images(records: list[Record], root: Path, dataset: str, options: BuildOptions, by_name: bool = False
                    ) -> list[Record]:
     """Check each record's image under root; missing ones raise (default) or are dropped.
 
-    ``by_name``: the metadata gives only file names (NIH, PadChest, SIIM); find
-    them anywhere under root with one walk and store their relative paths.
+    ``by_name``: the metadata gives only file names (NIH, PadChest, RSNA,
+    SIIM); find them anywhere under root with one walk and store their
+    relative paths. With ``options.check_files`` False nothing is looked up:
+    the records keep the paths the builder wrote from the card's layout.
     """
+    if not options.check_files:
+        return records
     found = index_files(root) if by_name else {}
     kept, missing = [], []
     for r in records:
@@ -251,10 +304,13 @@ def resolve_images(records: list[Record], root: Path, dataset: str, drop_missing
             continue
         r.path = rel
         kept.append(r)
-    if missing and not drop_missing:
+    if missing and not options.drop_missing:
         raise BuildError(f"{dataset}: {len(missing)} image(s) listed in the metadata are not under {root}, e.g. "
-                         f"{missing[:3]}; check --root against the card's 'root_layout', or pass --drop-missing "
-                         "to build from the images present")
+                         f"{missing[:3]}; check --root against the card's 'root_layout', pass --drop-missing "
+                         "to build from the images present, or --no-files to build from the metadata alone")
+    if not kept:
+        raise BuildError(f"{dataset}: none of the {len(records)} images listed in the metadata is under {root}; "
+                         "check --root against the card's 'root_layout'")
     return kept
 
 
@@ -293,56 +349,3 @@ def chexpert_labels(row: Mapping[str, str], mapping: Mapping[str, str | None], b
     """
     source = source_labels(row, mapping, where)
     return map_labels(fill_blank(source, blank), mapping), original_label_string(source)
-
-
-def dicom_header(path: Path) -> dict[str, str | float]:
-    """Age / sex / view / patient id from a DICOM header (pixels not read); {} if the file is not DICOM."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        with warnings.catch_warnings():  # e.g. RSNA's PatientAge "51" is not a valid AS value; parsed below
-            warnings.simplefilter("ignore", UserWarning)
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-            return _header_values(ds)
-    except (InvalidDicomError, OSError, EOFError):
-        return {}
-
-
-def apply_dicom_headers(records: list[Record], root: Path, masks_dir: Path | None, mask_column: str,
-                        mask_of: Callable[[str, tuple[int, int]], np.ndarray | None],
-                        patient_id_from_header: bool = False) -> None:
-    """Fill each record's age / sex / view from its DICOM header (in place); with ``masks_dir`` also write masks.
-
-    ``mask_of(image_id, (rows, columns))`` draws a record's boolean mask at the
-    header's image size (1024 where the header has none), or returns None when
-    the image has no region (no file, the mask column stays empty). Masks go to
-    ``masks_dir/<image_id>.png`` under ``mask_column``. ``patient_id_from_header``:
-    the header's PatientID (else the image id) becomes the record's patient id.
-    """
-    for r in records:
-        header = dicom_header(root / r.path)
-        r.age, r.sex, r.view = header.get("age", math.nan), header.get("sex", ""), header.get("view", "")
-        if patient_id_from_header:
-            r.patient_id = str(header.get("patient_id") or r.image_id)
-        if masks_dir is not None:
-            mask = mask_of(r.image_id, (header.get("rows") or 1024, header.get("columns") or 1024))
-            if mask is not None:
-                r.masks[mask_column] = write_mask(mask, Path(masks_dir) / f"{r.image_id}.png")
-
-
-def _header_values(ds) -> dict[str, str | float]:
-    return {"age": normalize_age(ds.get("PatientAge", "")), "sex": normalize_sex(ds.get("PatientSex", "")),
-            "view": normalize_view(ds.get("ViewPosition", "")), "patient_id": str(ds.get("PatientID", "")).strip(),
-            "rows": int(ds.get("Rows", 0) or 0), "columns": int(ds.get("Columns", 0) or 0)}
-
-
-def write_mask(mask: np.ndarray, path: Path) -> str:
-    """Save a boolean (H, W) mask as an 8-bit PNG of 0 / 255; returns the absolute path."""
-    from PIL import Image
-
-    from raddino_lib.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG")
-    return str(Path(path).resolve())

@@ -2,11 +2,12 @@
 
 Labels come per study (mimic-cxr-2.0.0-chexpert.csv, CheXpert labeler) and
 apply to every image of the study; -1 kept, blank → the card's blank policy.
-View from ``ViewPosition``. Official split (train / validate / test) kept,
+View from ``ViewPosition`` through the card's ``view_mapping`` (oblique,
+lordotic and decubitus codes → empty). Official split (train / validate / test) kept,
 validate → val. Age = anchor_age + (study year - anchor_year) when
 patients.csv (MIMIC-IV ``hosp/patients.csv``) is given; sex from its gender.
 With the free-text reports (mimic-cxr-reports.zip) unpacked under root, each
-row's ``report`` holds its study's FINDINGS + IMPRESSION.
+row's ``report`` holds its study's FINDINGS + IMPRESSION. Every csv may be gzipped.
 """
 
 from __future__ import annotations
@@ -18,25 +19,29 @@ from typing import Any
 import pandas as pd
 
 from raddino_lib.data.builders.common import (
+    BuildOptions,
     Record,
     blank_value,
     chexpert_labels,
+    find_file,
+    map_view,
     normalize_age,
     normalize_sex,
-    normalize_view,
     read_table,
     records_to_frame,
     require_columns,
     require_file,
     resolve_images,
+    table_rows,
+    view_mapping,
 )
 
 SPLIT_NAMES = {"train": "train", "validate": "val", "val": "val", "test": "test"}
 
 
-def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = False, **_: Any) -> pd.DataFrame:
+def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFrame:
     """Manifest rows for the images in the metadata file (paths files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg)."""
-    mapping, blank = card["label_mapping"], blank_value(card)
+    mapping, blank, views = card["label_mapping"], blank_value(card), view_mapping(card)
     meta_path = require_file(root, "mimic-cxr-2.0.0-metadata.csv")
     labels_path = require_file(root, "mimic-cxr-2.0.0-chexpert.csv")
     split_path = require_file(root, "mimic-cxr-2.0.0-split.csv")
@@ -45,26 +50,36 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
     require_columns(labels, ("subject_id", "study_id", *mapping), labels_path)
     require_columns(splits, ("dicom_id", "split"), split_path)
     study_labels = {row["study_id"]: chexpert_labels(row, mapping, blank, f"{labels_path} row {i + 1}")
-                    for i, row in enumerate(labels.to_dict("records"))}
+                    for i, row in enumerate(table_rows(labels))}
     split_of = {d: SPLIT_NAMES.get(s.strip().lower(), "") for d, s in zip(splits["dicom_id"], splits["split"],
                                                                           strict=True)}
     patients = _patients(root)
     records, reports = [], {}
-    for row in meta.to_dict("records"):
+    for row in table_rows(meta):
         subject, study = row["subject_id"], row["study_id"]
         findings, original = study_labels.get(study, ({}, ""))
         sex, anchor_age, anchor_year = patients.get(subject, ("", math.nan, math.nan))
-        age = normalize_age(anchor_age + int(row["StudyDate"][:4]) - anchor_year) if row["StudyDate"][:4].isdigit() \
-            and not math.isnan(anchor_age) else math.nan
         if study not in reports:
             reports[study] = read_report(root, subject, study)
         records.append(Record(
             report=reports[study],
             image_id=row["dicom_id"], path=f"files/p{subject[:2]}/p{subject}/s{study}/{row['dicom_id']}.jpg",
-            patient_id=subject, study_id=study, age=age, sex=sex, view=normalize_view(row["ViewPosition"]),
-            labels=dict(findings), original_labels=original, split=split_of.get(row["dicom_id"], "")))
-    records = resolve_images(records, root, card["name"], drop_missing)
-    return records_to_frame(records, card["name"], card["site"], seed=seed)
+            patient_id=subject, study_id=study, age=mimic_age(anchor_age, anchor_year, row["StudyDate"]), sex=sex,
+            view=map_view(row["ViewPosition"], views), labels=dict(findings), original_labels=original,
+            split=split_of.get(row["dicom_id"], "")))
+    records = resolve_images(records, root, card["name"], options)
+    return records_to_frame(records, card["name"], card["site"], options)
+
+
+def mimic_age(anchor_age: float, anchor_year: float, study_date: str) -> float:
+    """anchor_age + (study year - anchor_year): MIMIC-IV shifts a patient's dates together, so the difference holds.
+
+    An anchor_age of 91 (MIMIC-IV's code for "over 89") gives a lower bound, kept as is.
+    """
+    year = study_date.strip()[:4]
+    if not year.isdigit() or math.isnan(anchor_age) or math.isnan(anchor_year):
+        return math.nan
+    return normalize_age(anchor_age + int(year) - anchor_year)
 
 
 def read_report(root: Path, subject: str, study: str) -> str:
@@ -85,14 +100,13 @@ def read_report(root: Path, subject: str, study: str) -> str:
 
 def _patients(root: Path) -> dict[str, tuple[str, float, float]]:
     """subject_id → (sex, anchor_age, anchor_year) from an optional patients.csv under root."""
-    for name in ("patients.csv", "patients.csv.gz", "hosp/patients.csv", "hosp/patients.csv.gz"):
-        path = root / name
-        if path.is_file():
-            df = read_table(path)
-            require_columns(df, ("subject_id", "gender", "anchor_age", "anchor_year"), path)
-            return {r["subject_id"]: (normalize_sex(r["gender"]), _num(r["anchor_age"]), _num(r["anchor_year"]))
-                    for r in df.to_dict("records")}
-    return {}
+    path = find_file(root, "patients.csv", "hosp/patients.csv")
+    if path is None:
+        return {}
+    df = read_table(path)
+    require_columns(df, ("subject_id", "gender", "anchor_age", "anchor_year"), path)
+    return {r["subject_id"]: (normalize_sex(r["gender"]), _num(r["anchor_age"]), _num(r["anchor_year"]))
+            for r in table_rows(df)}
 
 
 def _num(text: str) -> float:

@@ -3,9 +3,11 @@
 One row per box (``x, y, width, height``; empty for negatives) with
 ``Target`` 1 when the image shows lung opacity suspicious for pneumonia.
 Labels: Pneumonia = Target; No Finding = 1 for class "Normal", else 0; other
-findings unknown. Age / sex / view from the DICOM headers. With ``masks_dir``
-the boxes become ``mask_Pneumonia`` PNGs (filled rectangles). No official
-split of the labelled images: by patient hash (one image per patient).
+findings unknown. Age / sex / view from the DICOM headers (empty in a
+metadata-only build). With ``options.masks_dir`` the boxes become
+``mask_Pneumonia`` PNGs (filled rectangles). No official split of the
+labelled images: by patient hash (one image per patient). Both csv files may
+be gzipped.
 """
 
 from __future__ import annotations
@@ -18,28 +20,31 @@ import pandas as pd
 
 from raddino_lib.data.builders.common import (
     BuildError,
+    BuildOptions,
     Record,
-    apply_dicom_headers,
+    find_file,
     read_table,
     records_to_frame,
     require_columns,
     require_file,
     resolve_images,
+    table_rows,
+    view_mapping,
 )
+from raddino_lib.data.builders.dicom import apply_dicom_headers
 
 MASK = "mask_Pneumonia"
 
 
-def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = False,
-          masks_dir: Path | None = None, **_: Any) -> pd.DataFrame:
-    """Manifest rows for stage_2_train_images/<patientId>.dcm; box masks into ``masks_dir`` when given."""
+def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFrame:
+    """Manifest rows for stage_2_train_images/<patientId>.dcm; box masks into ``options.masks_dir`` when given."""
     labels_path = require_file(root, "stage_2_train_labels.csv")
     labels = read_table(labels_path)
     require_columns(labels, ("patientId", "x", "y", "width", "height", "Target"), labels_path)
     classes = _classes(root)
     boxes: dict[str, list[tuple[float, float, float, float]]] = {}
     target: dict[str, float] = {}
-    for i, row in enumerate(labels.to_dict("records")):
+    for i, row in enumerate(table_rows(labels)):
         pid = row["patientId"]
         if row["Target"].strip() not in ("0", "1"):
             raise BuildError(f"{labels_path} row {i + 1}, column 'Target': '{row['Target']}' is not 0 or 1")
@@ -53,10 +58,10 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
             labels_row["No Finding"] = 1.0 if classes[pid] == "Normal" else 0.0
         records.append(Record(image_id=pid, path=f"stage_2_train_images/{pid}.dcm", patient_id=pid,
                               labels=labels_row, original_labels=classes.get(pid, f"Target={int(target[pid])}")))
-    records = resolve_images(records, root, card["name"], drop_missing, by_name=True)
-    apply_dicom_headers(records, root, masks_dir, MASK,
+    records = resolve_images(records, root, card["name"], options, by_name=True)
+    apply_dicom_headers(records, root, options, view_mapping(card), MASK,
                         lambda image_id, shape: boxes_to_mask(boxes[image_id], shape) if image_id in boxes else None)
-    return records_to_frame(records, card["name"], card["site"], seed=seed)
+    return records_to_frame(records, card["name"], card["site"], options)
 
 
 def boxes_to_mask(boxes: list[tuple[float, float, float, float]], shape: tuple[int, int]) -> np.ndarray:
@@ -69,8 +74,8 @@ def boxes_to_mask(boxes: list[tuple[float, float, float, float]], shape: tuple[i
 
 
 def _classes(root: Path) -> dict[str, str]:
-    path = root / "stage_2_detailed_class_info.csv"
-    if not path.is_file():
+    path = find_file(root, "stage_2_detailed_class_info.csv")
+    if path is None:
         return {}
     df = read_table(path)
     require_columns(df, ("patientId", "class"), path)

@@ -4,8 +4,11 @@
 challenge's run-length code; several rows per image mean several regions.
 Label: Pneumothorax 1 / 0; other findings unknown. Images (DICOM, under
 dicom-images-train/<study>/<series>/<ImageId>.dcm) are found by name; age,
-sex, view and patient id come from their headers. With ``masks_dir`` the
-runs become ``mask_Pneumothorax`` PNGs. No official split: by patient hash.
+sex, view and patient id come from their headers, so this dataset cannot be
+built from the metadata alone (the patient id, which the split needs, is
+only in the headers). With ``options.masks_dir`` the runs become
+``mask_Pneumothorax`` PNGs. No official split: by patient hash. train-rle.csv
+may be gzipped.
 """
 
 from __future__ import annotations
@@ -18,26 +21,32 @@ import pandas as pd
 
 from raddino_lib.data.builders.common import (
     BuildError,
+    BuildOptions,
     Record,
-    apply_dicom_headers,
     read_table,
     records_to_frame,
     require_columns,
     require_file,
     resolve_images,
+    table_rows,
+    view_mapping,
 )
+from raddino_lib.data.builders.dicom import apply_dicom_headers
 
 MASK = "mask_Pneumothorax"
 
 
-def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = False,
-          masks_dir: Path | None = None, **_: Any) -> pd.DataFrame:
-    """Manifest rows for the images of train-rle.csv; RLE masks into ``masks_dir`` when given."""
+def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFrame:
+    """Manifest rows for the images of train-rle.csv; RLE masks into ``options.masks_dir`` when given."""
+    if not options.check_files:
+        raise BuildError(f"{card['name']}: patient ids, age, sex and view are only in the DICOM headers, so a "
+                         "metadata-only build would split by image instead of by patient; build with the images "
+                         "(drop --no-files)")
     path = require_file(root, "train-rle.csv")
     df = read_table(path)
     require_columns(df, ("ImageId", "EncodedPixels"), path)
     runs: dict[str, list[str]] = {}
-    for i, row in enumerate(df.to_dict("records")):
+    for i, row in enumerate(table_rows(df)):
         code = row["EncodedPixels"].strip()
         if code != "-1" and not all(t.isdigit() for t in code.split()):
             raise BuildError(f"{path} row {i + 1}, column 'EncodedPixels': not '-1' or a run-length code")
@@ -47,14 +56,14 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
     records = [Record(image_id=image_id, path=f"{image_id}.dcm", patient_id=image_id,
                       labels={"Pneumothorax": 1.0 if codes else 0.0},
                       original_labels=f"Pneumothorax={int(bool(codes))}") for image_id, codes in sorted(runs.items())]
-    records = resolve_images(records, root, card["name"], drop_missing, by_name=True)
+    records = resolve_images(records, root, card["name"], options, by_name=True)
 
     def mask_of(image_id: str, shape: tuple[int, int]) -> np.ndarray | None:
         codes = runs[image_id]
         return np.logical_or.reduce([rle_decode(code, shape) for code in codes]) if codes else None
 
-    apply_dicom_headers(records, root, masks_dir, MASK, mask_of, patient_id_from_header=True)
-    return records_to_frame(records, card["name"], card["site"], seed=seed)
+    apply_dicom_headers(records, root, options, view_mapping(card), MASK, mask_of, patient_id_from_header=True)
+    return records_to_frame(records, card["name"], card["site"], options)
 
 
 def rle_decode(code: str, shape: tuple[int, int]) -> np.ndarray:

@@ -4,7 +4,9 @@ Training images carry one row per radiologist (``rad_id``); the card's
 ``options.vote`` combines them: "majority" (positive when more than half of
 the readers say so, the default) or "any" (positive when any reader does).
 Images are DICOM (train/<image_id>.dicom, test/<image_id>.dicom); age, sex
-and view come from their headers. The release is de-identified without
+and view come from their headers (empty in a metadata-only build; the view
+through the card's ``view_mapping``). Both csv files may be gzipped. The
+release is de-identified without
 patient ids, so each image is its own patient (a known leakage risk, stated
 in the card). Official test → test; train → train / val.
 """
@@ -19,19 +21,22 @@ import pandas as pd
 
 from raddino_lib.data.builders.common import (
     BuildError,
+    BuildOptions,
     Record,
-    dicom_header,
+    find_file,
     map_labels,
     read_table,
     records_to_frame,
     require_columns,
     resolve_images,
+    view_mapping,
 )
+from raddino_lib.data.builders.dicom import apply_dicom_headers
 
 VOTES = ("majority", "any")
 
 
-def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = False, **_: Any) -> pd.DataFrame:
+def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFrame:
     """Manifest rows for the train and test label files under ``root``."""
     vote = card["options"].get("vote", "majority")
     if vote not in VOTES:
@@ -40,8 +45,8 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
     records = []
     for name, folder, split in (("image_labels_train.csv", "train", "trainval"),
                                 ("image_labels_test.csv", "test", "test")):
-        path = root / name
-        if not path.is_file():
+        path = find_file(root, name)
+        if path is None:
             continue
         df = read_table(path)
         require_columns(df, ("image_id", *(k for k, v in mapping.items() if v)), path)
@@ -51,12 +56,10 @@ def build(root: Path, card: dict[str, Any], seed: int = 0, drop_missing: bool = 
                                   labels=map_labels(source, mapping), split=split,
                                   original_labels=";".join(k for k, v in source.items() if v == 1)))
     if not records:
-        raise BuildError(f"no image_labels_train.csv / image_labels_test.csv under {root} (check --root)")
-    records = resolve_images(records, root, card["name"], drop_missing)
-    for r in records:
-        header = dicom_header(root / r.path)
-        r.age, r.sex, r.view = header.get("age", r.age), header.get("sex", ""), header.get("view", "")
-    return records_to_frame(records, card["name"], card["site"], seed=seed)
+        raise BuildError(f"no image_labels_train.csv / image_labels_test.csv (or .gz) under {root} (check --root)")
+    records = resolve_images(records, root, card["name"], options)
+    apply_dicom_headers(records, root, options, view_mapping(card))
+    return records_to_frame(records, card["name"], card["site"], options)
 
 
 def _voted(df: pd.DataFrame, names: list[str], vote: str, path: Path) -> dict[str, dict[str, float]]:

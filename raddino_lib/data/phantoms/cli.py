@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import pandas as pd
-
-from raddino_lib.data.phantoms.generate import generate
-from raddino_lib.data.phantoms.stats import describe, format_summary
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("phantoms", help="generate synthetic chest radiographs with ground truth",
@@ -28,6 +23,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from raddino_lib.data.phantoms.generate import generate
+    from raddino_lib.data.phantoms.stats import describe, format_summary
+
     manifest = generate(args.out, n=args.n, size=args.size, seed=args.seed, balanced=args.balanced,
                         workers=args.workers, overwrite=args.overwrite, lesion_scale=args.lesion_scale,
                         lesion_contrast=args.lesion_contrast, unreported_fraction=args.unreported_fraction)
