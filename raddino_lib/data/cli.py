@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from raddino_lib.data.schema import FINDINGS, SPLITS, label_column
+from raddino_lib.data.schema import ALL_FINDINGS, SPLITS, label_column
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -68,8 +68,8 @@ def summarize(df: pd.DataFrame) -> str:
     lines = [f"images: {len(df)}  patients: {df['patient_id'].nunique()}"]
     lines.append("splits: " + "  ".join(f"{s} {int((df['split'] == s).sum())}" for s in SPLITS))
     lines.append(f"{'finding':<20} {'labelled':>9} {'positive':>9} {'uncertain':>9}")
-    for finding in FINDINGS:
-        values = df[label_column(finding)]
+    for finding in ALL_FINDINGS:
+        values = df[label_column(finding)] if label_column(finding) in df.columns else pd.Series(dtype=float)
         if values.notna().any():
             lines.append(f"{finding:<20} {int(values.notna().sum()):>9} {int((values == 1).sum()):>9} "
                          f"{int((values == -1).sum()):>9}")
