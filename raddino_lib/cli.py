@@ -14,6 +14,7 @@ import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
     "raddino_lib.data.phantoms.cli",  # raddino phantoms
+    "raddino_lib.data.phantoms_ct.cli",  # raddino phantoms-ct
     "raddino_lib.data.cli",  # raddino manifest
     "raddino_lib.models.cli",  # raddino backbone-info, convert-backbone, export-hf
     "raddino_lib.train.cli",  # raddino pretrain, raddino train-clip
