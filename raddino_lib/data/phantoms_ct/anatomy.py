@@ -45,6 +45,7 @@ class Fields:
     left: np.ndarray  # (1, 1, W) bool: the patient's left half
     diaphragm: np.ndarray  # (H, W) z of the diaphragm
     phi: np.ndarray  # (H, W) angle from the posterior midline around the cage, [0, pi]
+    free: np.ndarray | None = None  # (D, H, W) lung still free for placing a lesion (findings.py updates it)
 
 
 def paint_body(cv: Canvas, body: Body, case: Case, site_table: tuple[float, float]) -> Fields:
@@ -82,8 +83,9 @@ def paint_body(cv: Canvas, body: Body, case: Case, site_table: tuple[float, floa
     cv.ellipsoid(stomach, np.eye(3), (40.0 * body.scale, 35.0 * body.scale, 38.0 * body.scale), 28.0, L["stomach"])
     cv.ellipsoid(stomach + np.array([22.0 * body.scale, 0, 0]), np.eye(3), (12.0, 22.0, 24.0), -1000.0, L["stomach"])
     lungs = _lungs(cv, body, case, rho, zd)
+    _keep_out(cv, body, lungs)
     phi = np.arccos(np.clip(np.sin(theta), -1, 1)).astype(F32)  # 0 at the back, pi at the front
-    return Fields(rho=rho, lungs=lungs, left=x > 0, diaphragm=zd, phi=phi)
+    return Fields(rho=rho, lungs=lungs, left=x > 0, diaphragm=zd, phi=phi, free=lungs.copy())
 
 
 def _breasts(cv: Canvas, body: Body, case: Case, wall: float) -> None:
@@ -108,6 +110,23 @@ def _lungs(cv: Canvas, body: Body, case: Case, rho: np.ndarray, zd: np.ndarray) 
     cv.anatomy[inside & left] = L["lung_left"]
     cv.anatomy[inside & ~left] = L["lung_right"]
     return occ
+
+
+def _keep_out(cv: Canvas, body: Body, lungs: np.ndarray) -> None:
+    """Remove from the lung field (not the pixels) what the mediastinum will cover later: the heart in its fat
+    and the hila, so lung lesions are placed where they stay visible."""
+    grow = 12.0 + 0.4 * 20.0
+    res = cv.ellipsoid(body.heart_centre, body.heart_frame, tuple(a + grow for a in body.heart_semi), None)
+    if res is not None:
+        lungs[res[0]] *= F32(1.0) - res[1]
+    for hilum in body.hila.values():
+        res = cv.ellipsoid(hilum, np.eye(3), (30.0, 30.0, 30.0), None)
+        if res is not None:
+            lungs[res[0]] *= F32(1.0) - res[1]
+    for p0, p1 in zip(body.aorta[3:-1], body.aorta[4:], strict=True):
+        res = cv.tube(p0, p1, body.aorta_radius[1] + 8.0, body.aorta_radius[1] + 8.0, None)
+        if res is not None:
+            lungs[res[0]] *= F32(1.0) - res[1]
 
 
 def paint_vessels(cv: Canvas, body: Body, fields: Fields, hematocrit_hu: float) -> None:

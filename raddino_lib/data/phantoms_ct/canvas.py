@@ -67,14 +67,16 @@ class Canvas:
 
     def paint(self, occ: np.ndarray, value: float | np.ndarray, label: int = 0, lesion: int = 0,
               block: Block = (slice(None),) * 3) -> None:
-        """Blend ``hu[block]`` towards ``value`` by ``occ``; set the labels where occ ≥ 0.5."""
+        """Blend ``hu[block]`` towards ``value`` by ``occ``; set the labels where occ ≥ 0.5. A structure painted
+        over a lesion hides it there: its anatomy label clears the lesion label."""
         target = self.hu[block]  # a view: painted in place
         target += occ * (value - target)
         if label or lesion:
             inside = np.broadcast_to(occ >= 0.5, target.shape)
             if label:
                 self.anatomy[block][inside] = label
-            if lesion:
+                self.lesions[block][inside] = lesion
+            elif lesion:
                 self.lesions[block][inside] = lesion
 
     # ------------------------------------------------------------------ primitives on blocks
@@ -142,7 +144,9 @@ class Canvas:
     def dense_sphere(self, centre: np.ndarray, radius: float, value: float, label: int = 0, lesion: int = 0
                      ) -> None:
         """A small dense sphere (calcification, metal) with its partial volume preserved: the occupancies add up
-        to the sphere's volume in voxels, so a 2 mm plaque still brightens a 6 mm voxel by the right amount."""
+        to the sphere's volume in voxels. Spheres are drawn at least 0.6 voxel in radius, so calcium stays
+        above 130 HU at coarse resolutions (like the 2D phantoms, whose lesions scale with the image)."""
+        radius = max(radius, 0.6 * float(self.edge))
         res = self.ellipsoid(centre, np.eye(3), (radius, radius, radius), None)
         if res is None:
             return

@@ -27,6 +27,7 @@ class Painter:
         self.cv, self.body, self.fields, self.case, self.rng = cv, body, fields, case, rng
         self.f = case.findings
         self.scale, self.contrast = knobs.lesion_scale, knobs.lesion_contrast
+        self.anchors: dict[str, tuple[int, int, int]] = {}  # finding → its fullest voxel when drawn
 
     # ------------------------------------------------------------------ helpers
 
@@ -37,6 +38,9 @@ class Painter:
         if not inside.any() and occ.size and occ.max() > 0:
             inside = occ >= occ.max() * 0.999
         self.cv.lesions[blk][inside] = lesion_label(name)
+        if name not in self.anchors and occ.size and occ.max() > 0:
+            local = np.unravel_index(int(np.argmax(np.broadcast_to(occ, inside.shape))), inside.shape)
+            self.anchors[name] = tuple(int(i + b.start) for i, b in zip(local, _full(blk, self.cv.shape), strict=True))
 
     def lobe_point(self, lobe: str, deep: bool = True, posterior: bool = False, low: bool = False) -> np.ndarray:
         """A random voxel centre (mm) in a lobe (deep inside the lung when ``deep``)."""
@@ -44,8 +48,7 @@ class Painter:
         z, y, x = cv.grids()
         side = lobe[0]  # "R" or "L"
         lung = cv.anatomy == (L["lung_right"] if side == "R" else L["lung_left"])
-        if deep:
-            lung &= self.fields.lungs >= 0.999
+        lung &= self.fields.free >= (0.999 if deep else 0.5)
         upper_cut = b.z_carina - (15.0 if side == "R" else 35.0) * b.scale
         anterior = y < F32(-0.15 * b.half_depth)
         region = {"RUL": z > upper_cut, "RML": (z <= upper_cut) & anterior & (z > b.dome["right"] + 10),
@@ -79,6 +82,13 @@ class Painter:
         if clip_to_lungs:
             occ = occ * self.fields.lungs[blk]
         self.mark(name, occ, value, blk)
+        self.fields.free[blk] *= F32(1.0) - occ  # later lesions are placed elsewhere
+
+    def keep_visible(self) -> None:
+        """Last: a localized finding hidden everywhere by what was painted after it keeps its fullest voxel."""
+        for name, index in self.anchors.items():
+            if not (self.cv.lesions == lesion_label(name)).any():
+                self.cv.lesions[index] = lesion_label(name)
 
     def sides(self, name: str) -> tuple[str, ...]:
         side = self.f[name].side
@@ -120,6 +130,8 @@ class Painter:
 
     def dense_lung(self) -> None:
         f = self.f
+        if "Pleural effusion" in f:  # first: the lesions below are placed in the lung it leaves free
+            self.effusion()
         if "Consolidation" in f:
             c = f["Consolidation"]
             for lobe in c.where:
@@ -145,8 +157,6 @@ class Painter:
                 value = -480.0 if (n.severity == 1 and self.rng.random() < 0.2) else 38.0
                 self.blob("Lung nodule", self.lobe_point(lobe), (d / 2, d / 2 * 0.95, d / 2 * 1.05), value,
                           clip_to_lungs=False, bumps=3 if n.severity == 3 else 0)
-        if "Pleural effusion" in f:
-            self.effusion()
 
     def effusion(self) -> None:
         cv, b = self.cv, self.body
@@ -160,6 +170,8 @@ class Painter:
             profile = depth * np.sqrt(np.clip((F32(top) - z) / F32(top - b.z_recess), 0, 1))
             occ = cv.soft(y - (back - profile)) * self.fields.lungs * ((x > 0) == (side == "left"))
             self.mark("Pleural effusion", occ, 12.0, (slice(None),) * 3)
+            self.fields.free *= F32(1.0) - occ
+            self.fields.lungs *= F32(1.0) - occ  # the lung is displaced by the fluid
 
     # ------------------------------------------------------------------ stage 3: after the mediastinum
 
@@ -184,7 +196,7 @@ class Painter:
                           clip_to_lungs=False, bumps=0)
         if "Hiatal hernia" in f:
             size = f["Hiatal hernia"].sizes_mm[0] * self.scale
-            c = np.array([b.dome["left"] + 0.35 * size, 22.0 * s, 22.0 * s])
+            c = np.array([b.dome["left"] + 0.35 * size, 14.0 * s, 26.0 * s])
             self.blob("Hiatal hernia", c, (size / 2, size / 2.4, size / 2), 30.0, clip_to_lungs=False, bumps=0)
             self.blob("Hiatal hernia", c + [size * 0.22, 0, 0], (size / 6, size / 3.5, size / 3.2), -1000.0,
                       clip_to_lungs=False, bumps=0)
@@ -218,7 +230,7 @@ class Painter:
                 direction = rng.standard_normal(3)
                 direction /= np.linalg.norm(direction)
                 wall = centre + direction * (b.aorta_radius[1] - 1.0)
-                cv.dense_sphere(wall, float(rng.uniform(1.5, 3.5)) * self.scale, self._metal(700.0),
+                cv.dense_sphere(wall, float(rng.uniform(1.5, 3.5)) * self.scale, self._metal(900.0),
                                 lesion=lesion_label("Arterial wall calcification"))
         if "Coronary artery wall calcification" in f:
             count = {1: 2, 2: 5, 3: 11}[f["Coronary artery wall calcification"].severity]
@@ -227,7 +239,7 @@ class Painter:
                 path = paths[int(rng.choice(3, p=[0.25, 0.2, 0.55]))]
                 k = int(rng.integers(len(path) - 1))
                 centre = path[k] + float(rng.random()) * (path[k + 1] - path[k])
-                cv.dense_sphere(centre, float(rng.uniform(1.2, 3.0)) * self.scale, self._metal(750.0),
+                cv.dense_sphere(centre, float(rng.uniform(1.2, 3.0)) * self.scale, self._metal(950.0),
                                 lesion=lesion_label("Coronary artery wall calcification"))
         if "Medical material" in f:
             for kind in f["Medical material"].where:
@@ -270,7 +282,11 @@ class Painter:
         else:  # surgical clips
             for _ in range(4):
                 c = b.hila["right" if rng.random() < 0.5 else "left"] + rng.normal(0, 12, 3)
-                cv.dense_sphere(c, 1.6, metal, lesion=label)
+                cv.dense_sphere(c, 3.0, metal, lesion=label)
+
+
+def _full(blk: Block, shape: tuple[int, int, int]) -> tuple[slice, ...]:
+    return tuple(slice(*b.indices(n)[:2]) for b, n in zip(blk, shape, strict=True))
 
 
 def _crop(res: tuple[Block, np.ndarray], target: Block) -> np.ndarray:

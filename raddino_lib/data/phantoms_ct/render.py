@@ -43,13 +43,14 @@ def render_ct(case: Case, size: int, rng: np.random.Generator, knobs: CTPhantomK
         sides = painter.sides("Bronchiectasis")
         dilate = {side: 1.0 + 0.7 * f["Bronchiectasis"].severity * knobs.lesion_scale for side in sides}
     anatomy.paint_airways(cv, body, fields, wall, dilate)
-    if dilate:
-        _mark_bronchiectasis(cv, body, dilate)
     pericardial = f["Pericardial effusion"].sizes_mm[0] * knobs.lesion_scale if "Pericardial effusion" in f else 0.0
     anatomy.paint_mediastinum(cv, body, fields, case, blood, pericardial)
     painter.mediastinal()
+    if dilate:
+        _mark_bronchiectasis(cv, body, dilate)
     anatomy.paint_bones(cv, body, fields, case, rng)
     painter.dense()
+    painter.keep_visible()
     clean = cv.hu.copy()
     hu = acquire(cv, case.site, case.bmi, rng, knobs.noise_scale)
     return Rendered(hu=hu, anatomy=cv.anatomy, lesions=cv.lesions, spacing=cv.spacing, clean=clean,
@@ -67,9 +68,12 @@ def _mark_bronchiectasis(cv, body, dilate: dict[str, float]) -> None:
         if region.any():
             cv.lesions[region] = label
             marked = True
-    if not marked:  # airways thinner than a voxel: mark the voxel at the middle of each dilated segment
+    if not marked:  # airways thinner than a voxel: the lung voxel nearest the middle of each dilated segment
+        lung = np.isin(cv.anatomy, (L["lung_right"], L["lung_left"], L["pulmonary_vessels"]))
+        d, h, w = np.nonzero(lung)
+        first = 1 if any(gen >= 1 for _, gen, _ in body.airways) else 0
         for side, gen, (p0, p1, _, _) in body.airways:
-            if side in dilate and gen >= 1:
+            if side in dilate and gen >= first and d.size:
                 mid = (p0 + p1) / 2
-                idx = [int(np.argmin(np.abs(axis - v))) for axis, v in zip((cv.z, cv.y, cv.x), mid, strict=True)]
-                cv.lesions[tuple(idx)] = label
+                k = int(np.argmin((cv.z[d] - mid[0]) ** 2 + (cv.y[h] - mid[1]) ** 2 + (cv.x[w] - mid[2]) ** 2))
+                cv.lesions[d[k], h[k], w[k]] = label
