@@ -94,7 +94,7 @@ CPU = Profile(
         "language": {**_backbone("vit_tiny", 8, 4), "image_size": 64, "batch_size": 64, "max_steps": 400, "seed": 0},
         **_probes({"image_size": 64, "n_boot": 300, "seed": 0},
                   {"segmentation": {"epochs": 20}, "attention": {"n_images": 8, "interactive": False}}),
-        "ct_phantoms": {"n_volumes": 300, "size": 64, "seed": 0, "balanced": False, "difficulty_epochs": 8,
+        "ct_phantoms": {"n_volumes": 300, "size": 64, "seed": 0, "balanced": False, "difficulty_epochs": 6,
                         "n_boot": 300},
     },
 )
