@@ -20,6 +20,7 @@ import sys
 # command -> (module whose add_parser registers it, help line shown by `raddino --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "phantoms": ("raddino_lib.data.phantoms.cli", "generate synthetic chest radiographs with ground truth"),
+    "phantoms-ct": ("raddino_lib.data.phantoms_ct.cli", "generate synthetic chest CT volumes with ground truth"),
     "manifest": ("raddino_lib.data.cli", "build or validate an image manifest"),
     "backbone-info": ("raddino_lib.models.cli", "print a backbone's spec and digest"),
     "convert-backbone": ("raddino_lib.models.cli", "convert a backbone to this package's safetensors file"),

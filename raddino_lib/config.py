@@ -30,6 +30,7 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
     ("segmentation", "04_segmentation_probe"),
     ("attention", "05_attention_maps"),
     ("metadata", "06_metadata_correlation"),
+    ("ct_phantoms", "09_ct_phantoms_tour"),
 )
 
 
@@ -76,6 +77,8 @@ SMOKE = Profile(
         "language": {**_backbone("vit_tiny", 8, 4), "image_size": 64, "batch_size": 32, "max_steps": 30, "seed": 0},
         **_probes({"image_size": 64, "n_boot": 50, "seed": 0},
                   {"segmentation": {"epochs": 5}, "attention": {"n_images": 4, "interactive": False}}),
+        "ct_phantoms": {"n_volumes": 40, "size": 32, "seed": 0, "balanced": True, "difficulty_epochs": 5,
+                        "n_boot": 100},
     },
 )
 
@@ -91,6 +94,8 @@ CPU = Profile(
         "language": {**_backbone("vit_tiny", 8, 4), "image_size": 64, "batch_size": 64, "max_steps": 400, "seed": 0},
         **_probes({"image_size": 64, "n_boot": 300, "seed": 0},
                   {"segmentation": {"epochs": 20}, "attention": {"n_images": 8, "interactive": False}}),
+        "ct_phantoms": {"n_volumes": 300, "size": 64, "seed": 0, "balanced": False, "difficulty_epochs": 6,
+                        "n_boot": 300},
     },
 )
 
@@ -106,6 +111,8 @@ GPU = Profile(
                      "seed": 0},
         **_probes({"image_size": 224, "n_boot": 1000, "seed": 0},
                   {"segmentation": {"epochs": 30}, "attention": {"n_images": 12, "interactive": False}}),
+        "ct_phantoms": {"n_volumes": 2000, "size": 128, "seed": 0, "balanced": False, "difficulty_epochs": 20,
+                        "n_boot": 1000},
     },
 )
 
@@ -123,6 +130,9 @@ PAPER = Profile(
                      "seed": 0},
         **_probes({"image_size": 518, "n_boot": 1000, "seed": 0},
                   {"segmentation": {"epochs": 30}, "attention": {"n_images": 12, "interactive": False}}),
+        # the COLIPRI release's input grid: 192³ voxels at 2 mm
+        "ct_phantoms": {"n_volumes": 2000, "size": 192, "seed": 0, "balanced": False, "difficulty_epochs": 20,
+                        "n_boot": 1000},
     },
 )
 

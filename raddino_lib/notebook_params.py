@@ -14,6 +14,7 @@ from raddino_lib.params import NotebookParams
 
 __all__ = [
     "AttentionParams",
+    "CTPhantomsParams",
     "ClassificationParams",
     "LanguageParams",
     "MetadataParams",
@@ -117,6 +118,19 @@ class MetadataParams(ProbeParams):  # 06_metadata_correlation
     embedding: str
 
 
+@dataclass(frozen=True)
+class CTPhantomsParams(NotebookParams):  # 09_ct_phantoms_tour
+    output_dir: str
+    data_dir: str
+    n_volumes: int
+    size: int
+    seed: int
+    balanced: bool
+    difficulty_epochs: int
+    n_boot: int
+    device: str
+
+
 PARAMS_BY_NOTEBOOK: dict[str, type[NotebookParams]] = {
     "00_phantoms_tour": PhantomsParams,
     "01_pretrain_rad_dino": PretrainParams,
@@ -125,4 +139,5 @@ PARAMS_BY_NOTEBOOK: dict[str, type[NotebookParams]] = {
     "04_segmentation_probe": SegmentationParams,
     "05_attention_maps": AttentionParams,
     "06_metadata_correlation": MetadataParams,
+    "09_ct_phantoms_tour": CTPhantomsParams,
 }

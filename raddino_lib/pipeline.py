@@ -69,6 +69,9 @@ def notebook_parameters(options: RunOptions, section: str, nb_out: Path, artifac
     if section == "phantoms":
         params["data_dir"] = str(options.out / "data")
         return params
+    if section == "ct_phantoms":  # 3D data of its own: needs no earlier artifact
+        params["data_dir"] = str(options.out / "data_ct")
+        return params
     params["manifest"] = options.manifest or artifacts["manifest"]
     if section == "pretrain":
         params["init_weights"] = options.init_weights

@@ -23,9 +23,9 @@ from raddino_lib.data.builders.siim_acr_pneumothorax import rle_decode, rle_enco
 from raddino_lib.data.cards import CARD_DIR, CardError, card_names, load_card
 from raddino_lib.data.io import load_image, load_mask
 from raddino_lib.data.manifest import read_manifest
-from raddino_lib.data.schema import FINDINGS, VIEWS
+from raddino_lib.data.schema import ALL_FINDINGS, FINDINGS, VIEWS
 
-ALL_CARDS = ("brax", "chexpert", "mimic_cxr_jpg", "nih_cxr14", "padchest", "rsna_pneumonia",
+ALL_CARDS = ("brax", "chexpert", "ct_rate", "mimic_cxr_jpg", "nih_cxr14", "padchest", "rsna_pneumonia",
              "siim_acr_pneumothorax", "vindr_cxr")
 
 
@@ -62,8 +62,8 @@ def test_cards_load_and_map_into_findings_and_views(tmp_path):
     for name in ALL_CARDS:
         card = load_card(name)
         assert card["name"] == name and card["url"].startswith("https://")
-        assert {t for t in card["label_mapping"].values() if t} <= set(FINDINGS)
-        assert {t for t in card["view_mapping"].values() if t} <= set(VIEWS)
+        assert {t for t in card["label_mapping"].values() if t} <= set(ALL_FINDINGS)
+        assert {t for t in card.get("view_mapping", {}).values() if t} <= set(VIEWS)
     assert load_card("chexpert")["label_mapping"]["Pleural Effusion"] == "Effusion"
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\n")

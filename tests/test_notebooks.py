@@ -193,6 +193,24 @@ def test_smoke_segmentation_finds_the_lungs(smoke_run):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("smoke_pipeline")
+def test_smoke_ct_phantoms_tour(smoke_run):
+    from raddino_lib.data.volume_manifest import read_volume_manifest
+
+    out, _ = smoke_run
+    res = _results(out, "09_ct_phantoms_tour")
+    df = read_volume_manifest(res["artifacts"]["ct_manifest"])
+    assert len(df) == get_profile("smoke").params("ct_phantoms")["n_volumes"]
+    assert set(df["modality"]) == {"CT"} and df["patient_id"].is_unique
+    table = res["table"]
+    assert {"random_vit_linear", "supervised_cnn3d"} <= set(table)
+    for model in ("random_vit_linear", "supervised_cnn3d"):
+        cell = table[model]["ct_macro_auroc"]
+        assert _cell_ok(cell) and 0.0 <= cell["value"] <= 1.0
+    assert res["difficulty"]["findings"], "no finding with positives and negatives in both splits"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
 def test_smoke_metadata_age_is_regression_on_years(smoke_run):
     out, _ = smoke_run
     table = _results(out, "06_metadata_correlation")["table"]

@@ -81,7 +81,7 @@ def test_resume_skips_complete_notebooks_and_reruns_changed_ones(options):
     lines.clear()
     run_pipeline(options, log=lines.append)
     rerun = [line for line in lines if "running" in line]
-    assert rerun == ["[5/7] 04_segmentation_probe: running ..."]
+    assert rerun == [f"[5/{len(NOTEBOOKS)}] 04_segmentation_probe: running ..."]
 
 
 def test_failure_names_notebook_and_cell_and_keeps_partial_output(options):

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from raddino_lib.data.schema import FINDINGS, VIEWS
+from raddino_lib.data.schema import ALL_FINDINGS, VIEWS
 
 CARD_DIR = Path(__file__).resolve().parents[2] / "data_manifests"
 REQUIRED_KEYS: tuple[str, ...] = (
@@ -32,7 +32,7 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "uncertain_policy",
     "splits_policy",
 )
-NOT_A_CARD = ("phantoms",)  # yaml files in data_manifests/ without a builder
+NOT_A_CARD = ("phantoms", "phantoms_ct")  # yaml files in data_manifests/ without a builder
 
 
 class CardError(ValueError):
@@ -61,9 +61,9 @@ def load_card(name_or_path: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise CardError(f"{path}: missing key(s) {missing}; see data_manifests/README.md")
     mapping = card["label_mapping"] or {}
-    bad = {src: dst for src, dst in mapping.items() if dst is not None and dst not in FINDINGS}
+    bad = {src: dst for src, dst in mapping.items() if dst is not None and dst not in ALL_FINDINGS}
     if bad:
-        raise CardError(f"{path}: label_mapping targets {bad} are not in FINDINGS {list(FINDINGS)} "
+        raise CardError(f"{path}: label_mapping targets {bad} are not in ALL_FINDINGS {list(ALL_FINDINGS)} "
                         "(map to null to keep a label only in original_labels)")
     card["label_mapping"] = {str(k): v for k, v in mapping.items()}
     views = card["view_mapping"] or {}

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from raddino_lib.data.schema import FINDINGS, SPLITS, label_column
+from raddino_lib.data.schema import ALL_FINDINGS, SPLITS, label_column
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,7 +93,9 @@ def summarize(df: pd.DataFrame) -> str:
     views = df["view"].replace("", "unknown").value_counts()
     lines.append("views: " + "  ".join(f"{v} {n}" for v, n in views.items()))
     lines.append(f"{'finding':<20} {'labelled':>9} {'positive':>9} {'uncertain':>9}")
-    for finding in FINDINGS:
+    for finding in ALL_FINDINGS:
+        if label_column(finding) not in df.columns:
+            continue
         values = df[label_column(finding)]
         if values.notna().any():
             lines.append(f"{finding:<20} {int(values.notna().sum()):>9} {int((values == 1).sum()):>9} "

@@ -29,6 +29,7 @@ import pandas as pd
 from raddino_lib.atomic import write_text
 from raddino_lib.data.schema import (
     AGE_RANGE,
+    ALL_FINDINGS,
     ANATOMY,
     FINDINGS,
     LABEL_COLUMNS,
@@ -37,6 +38,7 @@ from raddino_lib.data.schema import (
     SEXES,
     SPLITS,
     VIEWS,
+    VOLUME_MASKS,
     label_column,
     mask_column,
     reported_column,
@@ -137,7 +139,8 @@ Problems = list[tuple[int, str, str]]  # (row position, column, message)
 def _column_problems(df: pd.DataFrame, source: str) -> list[str]:
     problems = []
     for col in df.columns:
-        for prefix, known in (("label_", FINDINGS), ("reported_", FINDINGS), ("mask_", ANATOMY + FINDINGS)):
+        for prefix, known in (("label_", ALL_FINDINGS), ("reported_", ALL_FINDINGS),
+                              ("mask_", ANATOMY + ALL_FINDINGS + VOLUME_MASKS)):
             if col.startswith(prefix) and col[len(prefix):] not in known:
                 problems.append(f"{source}: column '{col}' names unknown '{col[len(prefix):]}' "
                                 f"(known: {', '.join(known)}); keep unmappable labels in 'original_labels'")
@@ -261,8 +264,9 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 def _column_order(columns: Iterable[str]) -> list[str]:
     present = list(columns)
     fixed = [*REQUIRED_COLUMNS, *LABEL_COLUMNS, *OPTIONAL_COLUMNS]
-    fixed += [reported_column(f) for f in FINDINGS]
-    fixed += [mask_column(s) for s in ANATOMY + FINDINGS]
+    fixed += [label_column(f) for f in ALL_FINDINGS if label_column(f) not in LABEL_COLUMNS]
+    fixed += [reported_column(f) for f in ALL_FINDINGS]
+    fixed += [mask_column(s) for s in ANATOMY + ALL_FINDINGS + VOLUME_MASKS]
     head = [c for c in fixed if c in present]
     return head + sorted(set(present) - set(head))
 
@@ -332,9 +336,9 @@ def label_matrix(df: pd.DataFrame, findings: Sequence[str] = FINDINGS, uncertain
     """(N, F) float labels: 1 / 0, NaN unknown; -1 mapped by ``uncertain``: 'zero' → 0, 'ones' → 1, 'ignore' → NaN."""
     if uncertain not in UNCERTAIN_POLICIES:
         raise ValueError(f"uncertain='{uncertain}' is not one of {sorted(UNCERTAIN_POLICIES)}")
-    unknown = [f for f in findings if f not in FINDINGS]
+    unknown = [f for f in findings if f not in ALL_FINDINGS]
     if unknown:
-        raise ValueError(f"unknown finding(s) {unknown}; known: {list(FINDINGS)}")
+        raise ValueError(f"unknown finding(s) {unknown}; known: {list(ALL_FINDINGS)}")
     out = np.full((len(df), len(findings)), np.nan)
     for j, finding in enumerate(findings):
         col = label_column(finding)

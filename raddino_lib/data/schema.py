@@ -77,3 +77,37 @@ def mask_column(structure: str) -> str:
 
 
 LABEL_COLUMNS: tuple[str, ...] = tuple(label_column(f) for f in FINDINGS)
+
+
+# ----------------------------------------------------------------------------- chest CT (volumes)
+
+# CT-RATE's 18 abnormality labels, in the order of its labels CSV (docs/PAPERS.md). Atelectasis, Cardiomegaly,
+# Consolidation and Emphysema share their label column with the radiograph findings of the same name.
+CT_FINDINGS: tuple[str, ...] = (
+    "Medical material",
+    "Arterial wall calcification",
+    "Cardiomegaly",
+    "Pericardial effusion",
+    "Coronary artery wall calcification",
+    "Hiatal hernia",
+    "Lymphadenopathy",
+    "Emphysema",
+    "Atelectasis",
+    "Lung nodule",
+    "Lung opacity",
+    "Pulmonary fibrotic sequela",
+    "Pleural effusion",
+    "Mosaic attenuation pattern",
+    "Peribronchial thickening",
+    "Consolidation",
+    "Bronchiectasis",
+    "Interlobular septal thickening",
+)
+
+# Every finding name a manifest column may carry: radiograph findings, then the CT-only ones.
+ALL_FINDINGS: tuple[str, ...] = FINDINGS + tuple(f for f in CT_FINDINGS if f not in FINDINGS)
+
+# Label-map masks of a volume (one integer per voxel; the legend is a JSON file beside the dataset).
+VOLUME_MASKS: tuple[str, ...] = ("anatomy", "lesions")
+
+MODALITIES: tuple[str, ...] = ("CT",)  # the 'modality' column of volume manifests (empty = radiograph)
