@@ -49,6 +49,8 @@ class DINOHead(nn.Module):
         hidden_dim: MLP width (2048).
         bottleneck_dim: dimension of the L2-normalised embedding fed to the prototypes (256).
         mlp_bias: biases in the MLP's Linear layers.
+        center_bottleneck: standardise the bottleneck over the batch (BatchNorm without affine) before the
+            L2 normalisation, so that no direction shared by every image reaches the prototypes.
         train_prototype_norms: let the norms ``g`` of the prototypes learn (DINOv2's ``DINOHead`` does; DINO's
             ``norm_last_layer=True`` freezes them at 1, which bounds every logit to [-1, 1]).
     """
@@ -63,6 +65,7 @@ class DINOHead(nn.Module):
         bottleneck_dim: int = 256,
         mlp_bias: bool = True,
         train_prototype_norms: bool = False,
+        center_bottleneck: bool = False,
     ) -> None:
         super().__init__()
         if min(in_dim, out_dim, hidden_dim, bottleneck_dim) < 1 or nlayers < 1:
@@ -74,6 +77,9 @@ class DINOHead(nn.Module):
         self.hidden_dim, self.bottleneck_dim, self.use_bn = hidden_dim, bottleneck_dim, use_bn
         self.mlp = _build_mlp(nlayers, in_dim, bottleneck_dim, hidden_dim, use_bn, mlp_bias)
         self.apply(self._init_weights)
+        # batch-standardised bottleneck: what all images of the batch share is removed before the prototypes
+        self.bottleneck_norm = nn.BatchNorm1d(bottleneck_dim, affine=False) if center_bottleneck else None
+        self.uses_batch_stats = use_bn or center_bottleneck  # outputs depend on the batch (teacher: batch stats)
         self.last_layer = weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
         g = self.last_layer.parametrizations.weight.original0  # (out_dim, 1): the norm of each prototype
         with torch.no_grad():
@@ -89,10 +95,11 @@ class DINOHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., in_dim) → logits (..., out_dim) (cosine similarities to the prototypes when g = 1)."""
-        if self.use_bn and x.ndim != 2:
-            x = self.mlp(x.flatten(0, -2)).unflatten(0, x.shape[:-1])  # BatchNorm1d needs (B*, C)
-        else:
-            x = self.mlp(x)  # (..., bottleneck_dim)
+        if self.uses_batch_stats and x.ndim != 2:
+            return self.forward(x.flatten(0, -2)).unflatten(0, x.shape[:-1])  # BatchNorm1d needs (B*, C)
+        x = self.mlp(x)  # (..., bottleneck_dim)
+        if self.bottleneck_norm is not None:
+            x = self.bottleneck_norm(x)
         eps = 1e-6 if x.dtype == torch.float16 else 1e-12
         x = nn.functional.normalize(x, dim=-1, p=2, eps=eps)  # (..., bottleneck_dim)
         return self.last_layer(x)  # (..., out_dim)

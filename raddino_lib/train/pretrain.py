@@ -83,7 +83,7 @@ def build_meta_arch(cfg: PretrainConfig) -> SSLMetaArch:
     else:
         sizes = dict(out_dim=cfg.out_dim, hidden_dim=cfg.head_hidden_dim, bottleneck_dim=cfg.head_bottleneck_dim,
                      nlayers=cfg.head_nlayers, use_bn=cfg.head_use_bn,
-                     train_prototype_norms=cfg.head_train_norms)
+                     train_prototype_norms=cfg.head_train_norms, center_bottleneck=cfg.head_center_bottleneck)
         head, head_t = DINOHead(dim, **sizes), DINOHead(dim, **sizes)
     return SSLMetaArch(student, teacher, head, head_t, out_dim=cfg.out_dim, student_temp=cfg.student_temp,
                        center_momentum=cfg.center_momentum, centering=cfg.centering,

@@ -70,6 +70,7 @@ class PretrainConfig:
     head_bottleneck_dim: int = 256  # dimension before the weight-normalized last layer
     head_nlayers: int = 3  # MLP layers of the head
     head_use_bn: bool = False  # BatchNorm after the head's hidden layers (DINO option; off in DINOv2)
+    head_center_bottleneck: bool = False  # batch-standardise the bottleneck (removes what all images share)
     head_train_norms: bool = False  # prototype norms learn (DINOv2's head) instead of staying 1 (DINO's default)
 
     # ===== multi-crop and masking =====

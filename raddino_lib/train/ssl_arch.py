@@ -69,7 +69,7 @@ class SSLMetaArch(nn.Module):
         self.sinkhorn_iterations = sinkhorn_iterations
         self.weights = {"dino": dino_weight, "ibot": ibot_weight, "koleo": koleo_weight}
         self.n_prefix = int(getattr(student_backbone, "num_prefix_tokens", 1))  # CLS + registers
-        self.head_bn = bool(getattr(student_head, "use_bn", False))
+        self.head_bn = bool(getattr(student_head, "uses_batch_stats", False))
 
     def train(self, mode: bool = True) -> SSLMetaArch:
         super().train(mode)
