@@ -74,8 +74,9 @@ SMOKE = Profile(
                      "n_local_crops": 4, "batch_size": 16, "max_steps": 30, "out_dim": 1024, "seed": 0,
                      **SHORT_RUN_TEACHER},
         "language": {**_backbone("vit_tiny", 8, 4), "image_size": 64, "batch_size": 32, "max_steps": 30, "seed": 0},
-        **_probes({"image_size": 64, "n_boot": 50, "seed": 0},
-                  {"segmentation": {"epochs": 5}, "attention": {"n_images": 4, "interactive": False}}),
+        **_probes({"image_size": 64, "n_boot": 50, "seed": 0, "supervised_steps": 30},
+                  {"segmentation": {"epochs": 5, "upernet_epochs": 3},
+                   "attention": {"n_images": 4, "interactive": False}}),
     },
 )
 
@@ -89,8 +90,9 @@ CPU = Profile(
                      "n_local_crops": 4, "batch_size": 32, "max_steps": 300, "out_dim": 1024, "seed": 0,
                      **SHORT_RUN_TEACHER},
         "language": {**_backbone("vit_tiny", 8, 4), "image_size": 64, "batch_size": 64, "max_steps": 400, "seed": 0},
-        **_probes({"image_size": 64, "n_boot": 300, "seed": 0},
-                  {"segmentation": {"epochs": 20}, "attention": {"n_images": 8, "interactive": False}}),
+        **_probes({"image_size": 64, "n_boot": 300, "seed": 0, "supervised_steps": 300},
+                  {"segmentation": {"epochs": 20, "upernet_epochs": 8},
+                   "attention": {"n_images": 8, "interactive": False}}),
     },
 )
 
@@ -104,8 +106,9 @@ GPU = Profile(
                      **DINOV2_TEACHER},
         "language": {**_backbone("vit_small", 14, 0), "image_size": 224, "batch_size": 256, "max_steps": 10000,
                      "seed": 0},
-        **_probes({"image_size": 224, "n_boot": 1000, "seed": 0},
-                  {"segmentation": {"epochs": 30}, "attention": {"n_images": 12, "interactive": False}}),
+        **_probes({"image_size": 224, "n_boot": 1000, "seed": 0, "supervised_steps": 5000},
+                  {"segmentation": {"epochs": 30, "upernet_epochs": 20},
+                   "attention": {"n_images": 12, "interactive": False}}),
     },
 )
 
@@ -121,8 +124,9 @@ PAPER = Profile(
                      "preset": "rad-dino", **DINOV2_TEACHER, "centering": "sinkhorn"},
         "language": {**_backbone("vit_base", 14, 0), "image_size": 518, "batch_size": 128, "max_steps": 20000,
                      "seed": 0},
-        **_probes({"image_size": 518, "n_boot": 1000, "seed": 0},
-                  {"segmentation": {"epochs": 30}, "attention": {"n_images": 12, "interactive": False}}),
+        **_probes({"image_size": 518, "n_boot": 1000, "seed": 0, "supervised_steps": 20000},
+                  {"segmentation": {"epochs": 30, "upernet_epochs": 20},
+                   "attention": {"n_images": 12, "interactive": False}}),
     },
 )
 

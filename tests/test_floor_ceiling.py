@@ -92,3 +92,12 @@ def test_rows_are_ordered_from_floor_to_ceiling(tmp_path):
     assert given["supervised"] == rows["supervised"]
     assert "supervised" not in with_floor_and_ceiling({"random": rand}, str(manifest), tmp_path, 32,
                                                       supervised_steps=0)
+
+
+def test_cached_pixel_features_still_give_the_layers(tmp_path):
+    manifest = _manifest(tmp_path, True)
+    cfg = px.PixelFloorConfig(side=8, n_components=4, patch_size=8)
+    px.pixel_features(manifest, 32, cfg, cache_dir=tmp_path / "c")  # cached without layers
+    again = px.pixel_features(manifest, 32, cfg, cache_dir=tmp_path / "c", keep_layers=True)
+    assert again.layers.shape == (48, 4, 4, 4, 64)
+    np.testing.assert_array_equal(again.layers[:, 2], again.grid)

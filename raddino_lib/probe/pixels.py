@@ -71,17 +71,14 @@ def pca_features(vectors: np.ndarray, train: np.ndarray, n_components: int) -> n
 
 
 def features_from_images(images: torch.Tensor, image_ids: np.ndarray, train: np.ndarray,
-                         cfg: PixelFloorConfig = PixelFloorConfig(), keep_grid: bool = True,
-                         keep_layers: bool = False) -> FeatureSet:
+                         cfg: PixelFloorConfig = PixelFloorConfig()) -> FeatureSet:
     """Pixel features of (N, S, S) images in [0, 1]; ``train`` (N,) bool marks the rows the PCA is fitted on."""
     small = F.adaptive_avg_pool2d(images[:, None].float(), cfg.side)[:, 0]  # (N, side, side)
     cls = pca_features(small.reshape(len(images), -1).numpy().astype(np.float64), np.asarray(train, bool),
                        cfg.n_components)
     grid = pixel_patches(images.float(), cfg.patch_size)  # (N, h, w, p*p)
-    layers = grid[:, None].expand(-1, N_LAYERS, -1, -1, -1) if keep_layers else None  # (N, L, h, w, p*p)
     return FeatureSet(np.asarray(image_ids, dtype=str), cls, grid.mean(dim=(1, 2)).numpy().astype(np.float32),
-                      grid.half().numpy() if keep_grid or keep_layers else None,
-                      layers.half().numpy() if layers is not None else None)
+                      grid.half().numpy())
 
 
 def pixel_features(manifest: str | os.PathLike, image_size: int, cfg: PixelFloorConfig = PixelFloorConfig(),
@@ -95,14 +92,14 @@ def pixel_features(manifest: str | os.PathLike, image_size: int, cfg: PixelFloor
                                     sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"pixels_{key}.npz" if cache_dir else None
     if path is not None and path.is_file():
-        return load_feature_file(path, keep_grid=keep_grid, keep_layers=keep_layers)
-    df, images = load_eval_images(manifest, image_size, batch_size, num_workers)
-    train = (df["split"] == "train").to_numpy()
-    features = features_from_images(images, df["image_id"].astype(str).to_numpy(), train, cfg, keep_grid=True,
-                                    keep_layers=False)
-    if path is not None:
-        save_feature_file(path, features)
-    if keep_layers:
+        features = load_feature_file(path, keep_grid=True, keep_layers=False)
+    else:
+        df, images = load_eval_images(manifest, image_size, batch_size, num_workers)
+        train = (df["split"] == "train").to_numpy()
+        features = features_from_images(images, df["image_id"].astype(str).to_numpy(), train, cfg)
+        if path is not None:
+            save_feature_file(path, features)
+    if keep_layers:  # the same pixel grid at every level of the UPerNet head (not stored twice)
         features.layers = np.repeat(features.grid[:, None], N_LAYERS, axis=1)
     if not keep_grid and not keep_layers:
         features.grid = None
