@@ -79,20 +79,24 @@ def plot_dice_heatmap(table: Mapping[str, Mapping[str, Mapping]], structures: Se
     return fig
 
 
-def plot_attention_grid(grids: Mapping[str, np.ndarray], region: str, vmax: float = 3.0) -> Figure:
+def plot_attention_grid(grids: Mapping[str, np.ndarray], region: str, vmax: float = 2.0) -> Figure:
     """Attention mass / chance per layer (rows) and head (columns; last = mean over heads), one panel per
-    encoder: 1 (white) is chance, red above, blue below."""
+    encoder: 1 (white) is chance, red above, blue below (colours saturate at 2 - vmax and vmax)."""
     names = [n for n, g in grids.items() if g is not None and np.isfinite(g).any()]
-    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(2.6 * max(1, len(names)) + 0.8, 2.6), squeeze=False)
-    for ax, name in zip(axes[0], names, strict=False):
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(2.7 * max(1, len(names)) + 1.0, 3.0), squeeze=False,
+                             constrained_layout=True)
+    im = None
+    for k, (ax, name) in enumerate(zip(axes[0], names, strict=False)):
         g = grids[name]
         im = ax.imshow(g, cmap="RdBu_r", vmin=2 - vmax, vmax=vmax, aspect="auto")
         ax.set_xticks(range(g.shape[1]), [str(h) for h in range(g.shape[1] - 1)] + ["mean"], fontsize=7)
         ax.set_yticks(range(g.shape[0]), [str(layer) for layer in range(g.shape[0])], fontsize=7)
-        ax.set(xlabel="head", ylabel="layer", title=name)
+        ax.set_xlabel("head", fontsize=8)
+        ax.set_ylabel("layer" if k == 0 else "", fontsize=8)
+        ax.set_title(name, fontsize=9)
         for (i, j), v in np.ndenumerate(g):
-            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6)
-    if names:
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6)
+    if im is not None:
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="mass / chance")
     fig.suptitle(f"{region} findings: attention mass relative to chance (test split)", fontsize=9)
     return fig
