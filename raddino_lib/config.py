@@ -90,8 +90,8 @@ CPU = Profile(
                      "n_local_crops": 4, "batch_size": 32, "max_steps": 300, "out_dim": 1024, "seed": 0,
                      **SHORT_RUN_TEACHER},
         "language": {**_backbone("vit_tiny", 8, 4), "image_size": 64, "batch_size": 64, "max_steps": 400, "seed": 0},
-        **_probes({"image_size": 64, "n_boot": 300, "seed": 0, "supervised_steps": 300},
-                  {"segmentation": {"epochs": 20, "upernet_epochs": 8},
+        **_probes({"image_size": 64, "n_boot": 300, "seed": 0, "supervised_steps": 400},
+                  {"segmentation": {"epochs": 10, "upernet_epochs": 6},
                    "attention": {"n_images": 8, "interactive": False}}),
     },
 )

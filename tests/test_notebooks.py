@@ -171,7 +171,7 @@ ROWS = ("pixels", "random", "ssl", "language", "supervised")  # floor, floor, en
 def test_smoke_probes_compare_encoders_between_floor_and_ceiling(smoke_run, name, metric):
     out, _ = smoke_run
     table = _results(out, name)["table"]
-    assert list(table) == list(ROWS), f"{name}: rows {list(table)}"
+    assert set(table) == set(ROWS), f"{name}: rows {sorted(table)}"  # results.json keeps keys sorted
     for row in ROWS:
         cell = table[row][metric]
         assert _cell_ok(cell), f"{name}/{row}/{metric}: {cell}"

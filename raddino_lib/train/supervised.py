@@ -63,6 +63,8 @@ class SupervisedConfig:
     warmup_steps: int = -1  # linear warmup; -1 = 10% of max_steps
     weight_decay: float = 0.05  # AdamW on weight matrices only
     grad_clip: float = 1.0  # max global gradient norm; 0 disables
+    layer_scale_init: float = 0.1  # LayerScale's starting value (an init, not an architecture change): DINOv2's
+    # 1e-5 keeps every block near the identity for thousands of steps, far more than the ceiling's budget
     findings_weight: float = 1.0  # weight of the multi-label findings loss
     metadata_weight: float = 1.0  # weight of the mean patient-field loss (age, BMI, sex, view, site)
     segmentation_weight: float = 1.0  # weight of the dense mask loss (BCE + soft Dice)
@@ -174,9 +176,12 @@ def build_backbone(cfg: SupervisedConfig) -> nn.Module:
 
     if cfg.like:
         spec = read_backbone_spec(cfg.like)
+        if spec.get("layer_scale_init") is not None:  # keep a model without LayerScale without it
+            spec["layer_scale_init"] = cfg.layer_scale_init
         spec.update(img_size=cfg.image_size, drop_path_rate=0.0)
         return backbone_from_spec(spec)
-    return create_backbone(cfg.arch, patch_size=cfg.patch_size, img_size=cfg.image_size, depth=cfg.depth)
+    return create_backbone(cfg.arch, patch_size=cfg.patch_size, img_size=cfg.image_size, depth=cfg.depth,
+                           layer_scale_init=cfg.layer_scale_init)
 
 
 def train_supervised(cfg: SupervisedConfig, progress: bool = True) -> Path:
