@@ -122,9 +122,9 @@ def test_encoders_are_placed_between_floor_and_ceiling():
     table = {"pixels": cell(0.6, 0.55, 0.65), "random": cell(0.7, 0.66, 0.74), "ssl": cell(0.72, 0.69, 0.75),
              "supervised": cell(0.9, 0.88, 0.92)}
     text = place_between(table, "m")
-    assert text == "- m: ssl 0.720 is above pixels 0.600, level with random 0.700, below supervised 0.900."
+    assert text == "- m: ssl 0.720 is better than pixels 0.600, level with random 0.700, worse than supervised 0.900."
     saturated = {**table, "supervised": cell(0.62, 0.6, 0.64)}
     assert "cannot rank encoders" in place_between(saturated, "m")
     errors = {"pixels": cell(9.0, 8.5, 9.5), "ssl": cell(6.0, 5.5, 6.5), "supervised": cell(4.0, 3.5, 4.5)}
     assert place_between(errors, "m", lower_is_better=True) == \
-        "- m: ssl 6.000 is above pixels 9.000, below supervised 4.000."
+        "- m: ssl 6.000 is better than pixels 9.000, worse than supervised 4.000."

@@ -240,8 +240,8 @@ def describe_attention(table: dict[str, dict], region: str) -> str:
         verdict = ("above chance" if cell["ci_low"] > 0 else "below chance" if cell["ci_high"] < 0
                    else "at chance (the interval of the excess contains 0)")
         best = row.get(f"attn_mass_{region}_best_excess") or {}
-        best_text = (f"; the best map chosen on val: excess {best['value']:+.3f} [{best['ci_low']:+.3f}, "
-                     f"{best['ci_high']:+.3f}]" if best.get("ci_low") is not None else "")
-        lines.append(f"- {encoder}: mass {mass['value']:.3f} vs chance {chance:.3f}, excess {cell['value']:+.3f} "
-                     f"[{cell['ci_low']:+.3f}, {cell['ci_high']:+.3f}] — {verdict}{best_text}.")
+        best_text = (f"; the best map chosen on val: excess {best['value']:+.4f} [{best['ci_low']:+.4f}, "
+                     f"{best['ci_high']:+.4f}]" if best.get("ci_low") is not None else "")
+        lines.append(f"- {encoder}: mass {mass['value']:.4f} vs chance {chance:.4f}, excess {cell['value']:+.4f} "
+                     f"[{cell['ci_low']:+.4f}, {cell['ci_high']:+.4f}] — {verdict}{best_text}.")
     return "\n".join(lines)

@@ -130,7 +130,7 @@ def describe(table: Mapping[str, Mapping[str, Mapping]], name: str, chance: floa
 
 def place_between(table: Mapping[str, Mapping[str, Mapping]], name: str, lower_is_better: bool = False) -> str:
     """Markdown bullets placing each encoder between the floors (pixels, random) and the ceiling (supervised) on
-    ``name``: "above" / "below" = disjoint 95% intervals, "level with" = overlapping ones."""
+    ``name``: "better than" / "worse than" = disjoint 95% intervals, "level with" = overlapping ones."""
     from raddino_lib.claims import interval
 
     def relation(a: Mapping, b: Mapping) -> str:
@@ -140,7 +140,7 @@ def place_between(table: Mapping[str, Mapping[str, Mapping]], name: str, lower_i
         above, below = ia[1] > ib[2], ia[2] < ib[1]
         if lower_is_better:
             above, below = below, above
-        return "above" if above else "below" if below else "level with"
+        return "better than" if above else "worse than" if below else "level with"
 
     def fmt(row: str) -> str:
         c = table[row][name]
@@ -152,7 +152,7 @@ def place_between(table: Mapping[str, Mapping[str, Mapping]], name: str, lower_i
         parts = [f"{relation(table[enc][name], table[b][name])} {fmt(b)}" for b in bounds]
         lines.append(f"- {name}: {fmt(enc)} is " + ", ".join(parts) + ".")
     if {"pixels", "supervised"} <= set(bounds) and relation(table["supervised"][name], table["pixels"][name]) \
-            != "above":
+            != "better than":
         lines.append(f"- The ceiling does not clear the raw-pixel floor on {name}: this measure cannot rank encoders.")
     return "\n".join(lines) or f"- no floor or ceiling row for {name}."
 

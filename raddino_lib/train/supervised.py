@@ -16,6 +16,10 @@ per-target training would be, which the probe notebooks state.
 Every target is discovered from the manifest's columns (``train.supervised_data``), so new mask columns are
 learned without code changes.
 
+The train split is held in memory at the probes' resolution (images and area-averaged masks, float16): fine for
+phantoms and for tens of thousands of images at 224 px; for a large real dataset pass a ceiling trained elsewhere
+(the probe notebooks' ``supervised_encoder``) or set ``supervised_steps`` to 0.
+
 Cached and resumable: the run folder is ``cache_dir/supervised_<key>/`` with ``key`` a digest of the manifest's
 bytes, the architecture source and the config; a finished run (``supervised_encoder.safetensors`` present) is
 reused, an interrupted one resumes from its last checkpoint (``checkpoints/step_*``, see ``train.checkpoint``).
