@@ -80,15 +80,19 @@ class LanguageParams(NotebookParams):  # 02_language_supervised
 
 @dataclass(frozen=True)
 class ProbeParams(NotebookParams):
-    """What every probing notebook (03-06) takes: the data, the encoders to compare, the evaluation crop."""
+    """What every probing notebook (03-06) takes: the data, the encoders to compare, the supervised ceiling,
+    the evaluation crop."""
 
-    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "ssl_encoder", "random_encoder", "language_encoder")
+    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "ssl_encoder", "random_encoder", "language_encoder",
+                                                 "supervised_encoder")
     output_dir: str
     manifest: str
     ssl_encoder: str
     random_encoder: str
     language_encoder: str
     extra_encoders: str
+    supervised_encoder: str
+    supervised_steps: int
     feature_cache_dir: str
     image_size: int
     n_boot: int
@@ -104,6 +108,7 @@ class ClassificationParams(ProbeParams):  # 03_classification_probe
 @dataclass(frozen=True)
 class SegmentationParams(ProbeParams):  # 04_segmentation_probe
     epochs: int
+    upernet_epochs: int
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ def notebook_parameters(options: RunOptions, section: str, nb_out: Path, artifac
         params["ssl_encoder"] = artifacts.get("backbone", "")
         params["random_encoder"] = artifacts.get("backbone_init", "")
         params["language_encoder"] = artifacts.get("image_encoder", "")
+        params["supervised_encoder"] = artifacts.get("supervised_encoder", "")  # the ceiling, trained by notebook 03
         params["extra_encoders"] = options.extra_encoders
         params["feature_cache_dir"] = str(options.out / "features")
     return params

@@ -1,8 +1,9 @@
-"""The run summary: every notebook's ``table`` merged into one paper-style view.
+"""The run summary: RAD-DINO's claims first, then every notebook's ``table`` between floor and ceiling.
 
-``summary.json`` keeps everything (tables per notebook, wall times, profile);
-``summary.md`` shows a headline table (encoder × task, value [95% CI]) and
-then each notebook's full table and wall time.
+``summary.json`` keeps everything (claims, tables per notebook, wall times, profile); ``summary.md`` opens with
+the claims table (``raddino_lib.claims``: claim, measure, ssl / language / random / floor / ceiling with 95%
+intervals, a verdict read from the intervals), then a headline table (rows from the raw-pixel floor to the
+supervised ceiling × task), then each notebook's full table (metrics × rows) and the wall times.
 """
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from raddino_lib import atomic
+from raddino_lib.claims import claims_json, claims_markdown, evaluate_claims
 from raddino_lib.config import NOTEBOOKS
+from raddino_lib.probe.encoders import table_order
 from raddino_lib.results import RESULTS_NAME, read_results
 
 # (notebook, metric, column title): the tasks of the paper's comparison.
 HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("03_classification_probe", "cls_macro_auroc", "findings AUROC (linear, CLS)"),
     ("03_classification_probe", "knn_macro_auroc", "findings AUROC (kNN)"),
-    ("04_segmentation_probe", "dice_anatomy_mean", "anatomy Dice (lungs, heart)"),
-    ("04_segmentation_probe", "dice_mean", "Dice, all structures"),
-    ("05_attention_maps", "attn_mass_in_lesion", "attention mass in lesion"),
+    ("04_segmentation_probe", "dice_mean", "Dice, all structures (linear)"),
+    ("04_segmentation_probe", "dice_mean_upernet", "Dice, all structures (UPerNet)"),
+    ("04_segmentation_probe", "dice_findings_mean_upernet", "lesion Dice (UPerNet)"),
+    ("05_attention_maps", "attn_mass_large_excess", "attention excess, large findings"),
+    ("05_attention_maps", "attn_mass_small_excess", "attention excess, small findings"),
     ("06_metadata_correlation", "age_r2", "age R²"),
     ("06_metadata_correlation", "sex_auroc", "sex AUROC"),
 )
@@ -63,21 +68,33 @@ def headline_rows(tables: dict[str, dict[str, dict[str, Any]]]) -> tuple[list[st
     encoders: list[str] = []
     for nb, _, _ in columns:
         encoders += [e for e in tables[nb] if e not in encoders]
+    encoders = table_order(encoders)
     rows = [[enc] + [format_metric(tables[nb].get(enc, {}).get(m)) for nb, m, _ in columns] for enc in encoders]
     return ["encoder"] + [title for _, _, title in columns], rows
 
 
-def render_markdown(profile: str, tables: dict, timings: dict[str, float]) -> str:
+def notebook_table(table: dict[str, dict[str, Any]]) -> str:
+    """One notebook's table as metric rows × encoder columns (floor first, ceiling last)."""
+    encoders = table_order(table)
+    metrics = list(dict.fromkeys(m for enc in encoders for m in table[enc]))
+    body = [[m] + [format_metric(table[enc].get(m)) for enc in encoders] for m in metrics]
+    return markdown_table(["metric"] + encoders, body)
+
+
+def render_markdown(profile: str, tables: dict, timings: dict[str, float], claims: str = "") -> str:
     header, rows = headline_rows(tables)
     parts = [f"# raddino run summary — profile `{profile}`", "",
-             "Values are on the test split, with 95% patient-level bootstrap intervals in brackets.", ""]
+             "Values are on the test split, with 95% patient-level bootstrap intervals in brackets. Every "
+             "measurement has a floor (`pixels`: the same probe on raw pixels; `random`: the architecture "
+             "untrained) and a ceiling (`supervised`: the architecture trained on the labels the probes score).", ""]
+    if claims:
+        parts += ["## RAD-DINO's claims", "",
+                  "Verdict from the 95% intervals of ssl against language: *holds* = ssl's interval lies "
+                  "entirely above, *contradicted* = entirely below, *not shown* = they overlap.", "", claims, ""]
     parts += ["## The comparison", "", markdown_table(header, rows) if rows else "(no probe results)", ""]
     for name, table in tables.items():
-        if not table:
-            continue
-        metrics = sorted({m for enc in table.values() for m in enc})
-        body = [[enc] + [format_metric(table[enc].get(m)) for m in metrics] for enc in table]
-        parts += [f"## {name}", "", markdown_table(["encoder"] + metrics, body), ""]
+        if table:
+            parts += [f"## {name}", "", notebook_table(table), ""]
     total = sum(t for t in timings.values() if not math.isnan(t))
     time_rows = [[name, "–" if math.isnan(t) else f"{t:.0f}"] for name, t in timings.items()]
     parts += ["## Wall time", "", markdown_table(["notebook", "seconds"], time_rows + [["total", f"{total:.0f}"]]), ""]
@@ -86,8 +103,10 @@ def render_markdown(profile: str, tables: dict, timings: dict[str, float]) -> st
 
 def write_summary(out: Path, profile: str, timings: dict[str, float]) -> dict[str, Any]:
     tables = collect_tables(out)
-    summary = {"profile": profile, "tables": tables, "wall_time_s": timings,
+    claims = evaluate_claims(out)
+    summary = {"profile": profile, "claims": claims_json(claims), "tables": tables, "wall_time_s": timings,
                "total_wall_time_s": sum(t for t in timings.values() if not math.isnan(t))}
     atomic.write_json(out / "summary.json", summary)
-    atomic.write_text(out / "summary.md", render_markdown(profile, tables, timings))
+    atomic.write_text(out / "summary.md", render_markdown(profile, tables, timings,
+                                                          claims_markdown(claims, format_metric)))
     return summary

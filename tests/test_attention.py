@@ -154,8 +154,8 @@ def test_overlay_figures_have_a_panel_per_encoder_and_head():
     fig2 = plot_heads(images[0], torch.rand(3, 4, 4), masks[0])
     assert sum(ax.axison for ax in fig2.axes) == 4  # three heads + the mean
     cell = {"value": 0.4, "ci_low": 0.3, "ci_high": 0.5}
-    fig3 = plot_scores_vs_chance({"a": {"attn_mass_in_lesion": cell, "attn_mass_in_lesion_chance": cell}},
-                                 scores=("attn_mass_in_lesion",))
+    fig3 = plot_scores_vs_chance({"a": {"attn_mass_small": cell, "attn_mass_small_chance": cell}},
+                                 scores=("attn_mass_small",))
     assert len(fig3.axes) == 1
     plt.close("all")
 
@@ -176,19 +176,57 @@ def test_explorer_caches_maps_and_builds_its_widget():
 
 def test_random_init_encoder_attends_at_chance_on_phantoms(tmp_path):
     # A freshly initialised ViT has near-zero attention logits, so its attention is uniform and every
-    # mass-in-mask score must equal the mask's area fraction: this checks mask/patch geometry end to end.
+    # mass-in-region score must equal the region's area fraction: this checks mask/patch geometry end to end,
+    # for every layer and head and for each finding size class.
     from raddino_lib.data.phantoms import generate
+    from raddino_lib.probe.attention_compare import compare_attention
     from raddino_lib.probe.encoders import make_random_encoder
+    from raddino_lib.probe.pixels import PIXELS_SOURCE
 
-    manifest = generate(tmp_path / "ph", n=24, size=32, seed=0, balanced=True)
+    manifest = generate(tmp_path / "ph", n=48, size=32, seed=0, balanced=True)
     enc = make_random_encoder(tmp_path / "rand.safetensors", patch_size=8, img_size=32, depth=2)
-    result = am.compare_attention({"random": str(enc)}, str(manifest), 32, split="train", n_images=2, n_boot=10)
+    result = compare_attention({"pixels": PIXELS_SOURCE, "random": str(enc)}, str(manifest), 32, n_images=2,
+                               n_boot=10)
     row = result.table["random"]
-    for score in ("attn_mass_in_lungs", "attn_mass_in_lesion"):
-        assert row[score]["value"] == pytest.approx(row[f"{score}_chance"]["value"], abs=0.01)
-    assert 0.1 < row["attn_mass_in_lungs"]["value"] < 0.6
+    assert set(result.classes) == {"large", "small"}
+    for region in ("lungs", "large", "small"):
+        assert row[f"attn_mass_{region}"]["value"] == pytest.approx(row[f"attn_mass_{region}_chance"]["value"],
+                                                                    abs=0.01)
+        assert result.grids["random"][region] == pytest.approx(np.ones((2, 4)), abs=0.05)  # 2 layers x (3 heads+mean)
+        assert result.counts["random"][region] > 0
+    assert 0.1 < row["attn_mass_lungs"]["value"] < 0.6
     assert result.maps["random"].shape == (2, 3, 4, 4) and result.images.shape == (2, 32, 32)
-    assert result.counts["random"]["attn_mass_in_lesion"] > 0
+    assert "pixels" in result.table and "pixels" not in result.maps  # the floor has scores, no attention maps
+
+
+def test_brightness_floor_and_per_layer_head_scores_on_hand_built_maps():
+    images = torch.zeros(1, 3, 4, 4)
+    images[0, :, :2, :2] = 3.0  # a bright top-left patch (patch size 2)
+    maps = am.brightness_maps(images, (2, 2))
+    assert maps.shape == (1, 1, 1, 2, 2) and maps[0, 0, 0, 0, 0] == 3.0 and maps[0, 0, 0, 1, 1] == 0.0
+    mask = torch.zeros(1, 4, 4)
+    mask[0, :2, :2] = 1
+    assert am.mass_in_mask(maps, mask)[0, 0, 0] == pytest.approx(1.0)
+    per_head = torch.rand(1, 3, 2, 2, 2)  # (N, L, H, h, w)
+    mass = am.mass_in_mask(per_head, mask)
+    assert mass.shape == (1, 3, 2)
+    assert mass[0, 1, 0] == pytest.approx((per_head[0, 1, 0, 0, 0] / per_head[0, 1, 0].sum()).item())
+    hits = am.pointing_hits(per_head, mask, tolerance=0)
+    assert hits.shape == (1, 3, 2) and hits[0, 2, 1] == (per_head[0, 2, 1].argmax() == 0)
+
+
+def test_best_map_is_chosen_on_val_and_scored_on_test():
+    scores = am.AttentionScores(image_ids=list("abcd"), patient_ids=list("abcd"), splits=["val", "val", "test",
+                                                                                            "test"])
+    mass = np.array([[[0.1, 0.9]], [[0.1, 0.8]], [[0.7, 0.2]], [[0.6, 0.3]]])  # (N, L=1, H+1=2)
+    scores.mass["small"], scores.hits["small"] = [mass], [mass > 0.5]
+    scores.chance["small"], scores.chance["pointing_small"] = [np.full(4, 0.1)], [np.full(4, 0.2)]
+    assert am.best_map(scores, "small") == (0, 1)  # head 1 wins on val even though head 0 would win on test
+    table, best = am.summarize_scores(scores, layer=0, n_boot=10)
+    assert best == {"small": (0, 1)}
+    assert table["attn_mass_small_best_excess"]["value"] == pytest.approx(0.25 - 0.1)
+    # the headline reads the last head index (the head-mean slot): here the same column
+    assert table["attn_mass_small_excess"]["value"] == pytest.approx(0.25 - 0.1)
 
 
 def test_full_attention_matrix_rows_are_distributions_and_row_zero_is_the_cls_map():

@@ -87,3 +87,20 @@ def test_feature_set_rejects_unknown_kinds_and_missing_backbones(tmp_path):
         fs.features("patch")
     with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
         extract_features(tmp_path / "nowhere.safetensors", _manifest(tmp_path, n=2), None, 32)
+
+
+def test_four_layer_grids_are_cached_and_serve_poorer_requests(tmp_path, monkeypatch):
+    manifest, backbone = _manifest(tmp_path), _backbone(tmp_path)
+    fs = extract_features(backbone, manifest, tmp_path / "c", 32, batch_size=4, keep_layers=True, progress=False)
+    assert fs.layers.shape == (10, 4, 4, 4, 192) and fs.grid.shape == (10, 4, 4, 192)
+    np.testing.assert_array_equal(fs.grid, fs.layers[:, -1])  # the last layer is the grid
+    plain = extract_features(backbone, manifest, None, 32, batch_size=4, keep_grid=True, progress=False)
+    np.testing.assert_allclose(fs.grid.astype(np.float32), plain.grid.astype(np.float32), atol=2e-3)
+    np.testing.assert_allclose(fs.cls, plain.cls, atol=1e-5)
+    monkeypatch.setattr(F, "encode", lambda *a: pytest.fail("cache not reused"))
+    monkeypatch.setattr(F, "encode_layers", lambda *a: pytest.fail("cache not reused"))
+    grid_only = extract_features(backbone, manifest, tmp_path / "c", 32, keep_grid=True, progress=False)
+    assert grid_only.layers is None and np.array_equal(grid_only.grid, fs.grid)
+    cls_only = extract_features(backbone, manifest, tmp_path / "c", 32, progress=False)
+    assert cls_only.grid is None and np.array_equal(cls_only.cls, fs.cls)
+    assert len(list((tmp_path / "c").glob("*.npz"))) == 1

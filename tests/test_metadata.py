@@ -89,3 +89,26 @@ def test_site_auroc_interval_survives_draws_missing_a_site():
     probes = probe_metadata(X, df, targets=("site",), cfg=CFG)
     est = probes["site"].metrics["auroc"]
     assert est.n_boot > 0 and est.ci_low <= est.value <= est.ci_high
+
+
+def test_fast_metrics_equal_sklearn():
+    from sklearn.metrics import r2_score, roc_auc_score
+
+    from raddino_lib.probe import metadata as md
+
+    rng = np.random.default_rng(4)
+    y, pred = rng.normal(size=50), rng.normal(size=50)
+    assert md._r2(y, pred) == pytest.approx(r2_score(y, pred))
+    labels, probs = rng.integers(0, 3, size=60), rng.dirichlet(np.ones(3), size=60)
+    expected = np.mean([roc_auc_score(labels == k, probs[:, k]) for k in range(3)])
+    assert md._auroc(labels, probs) == pytest.approx(expected)
+    assert md._accuracy(labels, probs) == pytest.approx(np.mean(probs.argmax(1) == labels))
+
+
+def test_map_sample_is_a_sorted_subset_and_all_rows_when_few():
+    from raddino_lib.viz.embeddings import map_sample
+
+    rows = map_sample(3000, max_points=1000, seed=1)
+    assert len(rows) == 1000 and len(set(rows)) == 1000 and np.all(np.diff(rows) > 0) and rows.max() < 3000
+    np.testing.assert_array_equal(map_sample(3000, 1000, seed=1), rows)
+    np.testing.assert_array_equal(map_sample(20, 1000), np.arange(20))

@@ -100,6 +100,8 @@ def test_smoke_run_writes_every_result_and_a_summary(smoke_run):
         assert list((out / name).glob("*.png")), f"{name} saved no figure"
     md = (out / "summary.md").read_text()
     assert "## The comparison" in md and "## Wall time" in md
+    assert md.index("## RAD-DINO's claims") < md.index("## The comparison")  # the claims table opens the summary
+    assert {c["key"] for c in summary["claims"]} >= {"classification", "segmentation_upernet", "metadata_age"}
     assert set(summary["wall_time_s"]) == set(NAMES)
 
 
@@ -153,23 +155,41 @@ def test_smoke_language_supervised(smoke_run):
     assert _cell_ok(cell) and 0.0 <= cell["value"] <= 1.0
 
 
+ROWS = ("pixels", "random", "ssl", "language", "supervised")  # floor, floor, encoders, ceiling
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("smoke_pipeline")
 @pytest.mark.parametrize("name, metric", [
     ("03_classification_probe", "cls_macro_auroc"),
     ("03_classification_probe", "knn_macro_auroc"),
     ("04_segmentation_probe", "dice_mean"),
-    ("05_attention_maps", "attn_mass_in_lesion"),
+    ("04_segmentation_probe", "dice_mean_upernet"),
+    ("05_attention_maps", "attn_mass_large"),
     ("06_metadata_correlation", "sex_auroc"),
 ])
-def test_smoke_probes_compare_the_three_encoders(smoke_run, name, metric):
+def test_smoke_probes_compare_encoders_between_floor_and_ceiling(smoke_run, name, metric):
     out, _ = smoke_run
     table = _results(out, name)["table"]
-    assert {"ssl", "random", "language"} <= set(table), f"{name}: encoders {sorted(table)}"
-    for encoder in ("ssl", "random", "language"):
-        cell = table[encoder][metric]
-        assert _cell_ok(cell), f"{name}/{encoder}/{metric}: {cell}"
+    assert set(table) == set(ROWS), f"{name}: rows {sorted(table)}"  # results.json keeps keys sorted
+    for row in ROWS:
+        cell = table[row][metric]
+        assert _cell_ok(cell), f"{name}/{row}/{metric}: {cell}"
         assert 0.0 <= cell["value"] <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
+def test_smoke_ceiling_is_trained_once_and_probed_everywhere(smoke_run):
+    from raddino_lib.models import load_backbone
+
+    out, _ = smoke_run
+    path = _results(out, "03_classification_probe")["artifacts"]["supervised_encoder"]
+    ssl = load_backbone(_results(out, "01_pretrain_rad_dino")["artifacts"]["backbone"])
+    assert load_backbone(path).embed_dim == ssl.embed_dim and len(load_backbone(path).blocks) == len(ssl.blocks)
+    for name in ("04_segmentation_probe", "05_attention_maps", "06_metadata_correlation"):
+        assert _results(out, name)["encoders"]["supervised"] == path, name
+    assert len(list((out / "features").glob("supervised_*/supervised_encoder.safetensors"))) == 1
 
 
 @pytest.mark.slow

@@ -72,11 +72,30 @@ def test_segmentation_table_and_overlay_arrays(toy):
     res = compare_segmentation(encoders, manifest, root / "cache", 32, epochs=2, n_boot=10, keep_predictions=2,
                                log=lambda s: None)
     assert res.structures == ["left_lung", "Mass"]
-    assert set(res.table["ssl"]) == {"dice_mean", "dice_anatomy_mean", "dice_left_lung", "dice_Mass"}
+    assert set(res.table["ssl"]) == {"dice_mean", "dice_anatomy_mean", "dice_findings_mean", "dice_left_lung",
+                                     "dice_Mass"}
     assert res.table["ssl"]["dice_anatomy_mean"]["value"] == pytest.approx(res.table["ssl"]["dice_left_lung"]["value"])
+    assert res.table["ssl"]["dice_findings_mean"]["value"] == pytest.approx(res.table["ssl"]["dice_Mass"]["value"])
     assert res.images.shape == (2, 32, 32) and res.truth.shape == (2, 2, 32, 32)
-    assert res.predictions["random"].shape == (2, 2, 32, 32)
+    assert res.predictions["linear"]["random"].shape == (2, 2, 32, 32)
     assert res.truth[:, 0].sum() > 0
+
+
+def test_both_heads_and_the_pixel_floor_share_one_table(toy):
+    from raddino_lib.probe.pixels import PIXELS_SOURCE
+
+    manifest, encoders, root = toy
+    rows = {"pixels": PIXELS_SOURCE, "ssl": encoders["ssl"]}
+    res = compare_segmentation(rows, manifest, root / "cache2", 32, epochs=2, upernet_epochs=2, n_boot=5,
+                               heads=("linear", "upernet"), log=lambda s: None)
+    for row in rows:
+        for name in ("dice_mean", "dice_mean_upernet", "dice_left_lung", "dice_left_lung_upernet"):
+            cell = res.table[row][name]
+            assert 0.0 <= cell["value"] <= 1.0 and cell["ci_low"] <= cell["value"] <= cell["ci_high"]
+    assert set(res.per_structure) == {"linear", "upernet"} and set(res.predictions["upernet"]) == set(rows)
+    assert list((root / "cache2").glob("pixels_*.npz"))  # the floor's features are cached like an encoder's
+    cls = compare_classification(rows, manifest, root / "cache2", 32, n_boot=5, log=lambda s: None)
+    assert list(cls.table) == ["pixels", "ssl"] and cls.table["pixels"]["cls_macro_auroc"]["value"] is not None
 
 
 def test_the_reading_follows_the_intervals():
@@ -92,3 +111,20 @@ def test_the_reading_follows_the_intervals():
     close = {"ssl": cell(0.8, 0.7, 0.9), "language": cell(0.78, 0.69, 0.88)}
     text = describe(close, "m", chance=0.5)
     assert "overlap" in text and "neither supports nor contradicts" in text
+
+
+def test_encoders_are_placed_between_floor_and_ceiling():
+    from raddino_lib.probe.compare import place_between
+
+    def cell(v, lo, hi):
+        return {"m": {"value": v, "ci_low": lo, "ci_high": hi}}
+
+    table = {"pixels": cell(0.6, 0.55, 0.65), "random": cell(0.7, 0.66, 0.74), "ssl": cell(0.72, 0.69, 0.75),
+             "supervised": cell(0.9, 0.88, 0.92)}
+    text = place_between(table, "m")
+    assert text == "- m: ssl 0.720 is better than pixels 0.600, level with random 0.700, worse than supervised 0.900."
+    saturated = {**table, "supervised": cell(0.62, 0.6, 0.64)}
+    assert "cannot rank encoders" in place_between(saturated, "m")
+    errors = {"pixels": cell(9.0, 8.5, 9.5), "ssl": cell(6.0, 5.5, 6.5), "supervised": cell(4.0, 3.5, 4.5)}
+    assert place_between(errors, "m", lower_is_better=True) == \
+        "- m: ssl 6.000 is better than pixels 9.000, worse than supervised 4.000."

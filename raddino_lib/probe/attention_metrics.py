@@ -1,22 +1,28 @@
-"""Does an encoder look where the finding is? Attention maps scored against masks.
+"""Does an encoder look where the finding is? CLS attention scored against masks, by finding size.
 
-Two scores per image, both computed on the patch grid of the map:
+Two scores per image, computed on the patch grid of a map (one map per layer and head, plus the head mean):
 
-* **mass in mask** — the share of the CLS attention (renormalized over patches)
-  that falls inside a mask, each patch weighted by the fraction of its area
-  inside the mask. Uniform attention scores exactly the mask's area fraction:
-  that is the *chance level* reported next to it.
-* **pointing game** (Zhang et al., 2016) — a hit when the most attended patch
-  lies within ``tolerance`` patches of the mask. Its chance level is the share
-  of patches that would be a hit.
+* **mass in region** — the share of the CLS attention (renormalized over patches) that falls inside the
+  finding's region, each patch weighted by the fraction of its area inside. Uniform attention scores exactly
+  the region's area fraction: that is the *chance level*, and ``excess`` = mass − chance per image is the
+  paired test (an encoder looks at the finding only when the interval of the mean excess lies above 0).
+* **pointing game** (Zhang et al., 2016) — a hit when the most attended patch lies within ``tolerance`` patches
+  of the region; chance = the share of patches that would be a hit.
 
-Scores are averaged over the images that have the mask (lesion masks exist
-only on images with a localized finding) with patient-level bootstrap CIs.
+Findings are scored by **size class**: large ones (effusion, cardiomegaly, pneumothorax, consolidation) cover a
+good part of a lung, small ones (nodule, mass) a few patches; a finding's region is its mask, or for
+cardiomegaly (which has no mask of its own) the heart on images labelled with it. Scores are averaged over the
+images that have the class, with patient-level bootstrap CIs.
+
+Every layer and head is scored. The headline reads one layer (the last by default), averaged over heads; the
+*best* (layer, head) of each class is chosen on the **val** split and scored on test, so that scanning many
+heads does not flatter an encoder. The raw-pixel floor uses the image's own brightness per patch as its map:
+what "look where it is bright" scores without any learning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,14 +31,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raddino_lib.data.schema import ANATOMY, mask_column
-from raddino_lib.device import resolve_device
+from raddino_lib.data.schema import label_column, mask_column
 from raddino_lib.probe.bootstrap import patient_bootstrap
 from raddino_lib.results import metric
-from raddino_lib.viz.attention import cls_attention, mean_heads
 
 LUNGS: tuple[str, ...] = ("left_lung", "right_lung")
+SIZE_CLASSES: dict[str, tuple[str, ...]] = {
+    "large": ("Effusion", "Cardiomegaly", "Pneumothorax", "Consolidation"),
+    "small": ("Nodule", "Mass"),
+}
+FINDING_REGION: dict[str, str] = {"Cardiomegaly": "heart"}  # findings without a mask: this anatomy when labelled
 
+
+# ===== scores of maps against masks =====
 
 def mask_to_grid(mask: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
     """Fraction of each patch inside the mask: (N, H, W) in {0, 1} → (N, h, w) in [0, 1]."""
@@ -40,9 +51,10 @@ def mask_to_grid(mask: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
 
 
 def mass_in_mask(attn: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    """Share of each map's mass inside the mask: attn (N, h, w) ≥ 0, mask (N, H, W) → (N,)."""
+    """Share of each map's mass inside the mask: attn (N, ..., h, w) ≥ 0, mask (N, H, W) → (N, ...)."""
     frac = mask_to_grid(mask, attn.shape[-2:])  # (N, h, w)
     a = attn.float()
+    frac = frac.reshape(frac.shape[0], *([1] * (a.ndim - 3)), *frac.shape[-2:])  # broadcast over layers/heads
     total = a.sum((-1, -2)).clamp_min(1e-12)
     return ((a * frac).sum((-1, -2)) / total).numpy()
 
@@ -56,10 +68,11 @@ def _near_mask(mask: torch.Tensor, grid: Sequence[int], tolerance: int) -> torch
 
 
 def pointing_hits(attn: torch.Tensor, mask: torch.Tensor, tolerance: int = 1) -> np.ndarray:
-    """Pointing game: is the argmax patch of each map (N, h, w) within ``tolerance`` patches of the mask? → (N,)."""
+    """Is the argmax patch of each map (N, ..., h, w) within ``tolerance`` patches of the mask? → (N, ...)."""
     near = _near_mask(mask, attn.shape[-2:], tolerance).flatten(1)  # (N, h*w)
-    top = attn.flatten(1).argmax(dim=1)  # (N,)
-    return near.gather(1, top[:, None])[:, 0].numpy()
+    top = attn.flatten(-2).argmax(dim=-1)  # (N, ...)
+    flat_top = top.reshape(len(top), -1)  # (N, K)
+    return near.gather(1, flat_top).reshape(top.shape).numpy()
 
 
 def pointing_chance(mask: torch.Tensor, grid: Sequence[int], tolerance: int = 1) -> np.ndarray:
@@ -67,162 +80,168 @@ def pointing_chance(mask: torch.Tensor, grid: Sequence[int], tolerance: int = 1)
     return _near_mask(mask, grid, tolerance).float().mean((-1, -2)).numpy()
 
 
-def finding_masks(manifest_df: pd.DataFrame) -> list[str]:
-    """Names ``s`` of the non-anatomy ``mask_<s>`` columns (localized findings, e.g. Nodule)."""
-    return [c[len("mask_"):] for c in manifest_df.columns if c.startswith("mask_") and c[len("mask_"):] not in ANATOMY]
+def brightness_maps(images: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """The floor's 'attention': mean brightness per patch of (B, 3, S, S) inputs → (B, 1, 1, h, w), ≥ 0."""
+    x = images[:, :1].float()
+    x = x - x.amin(dim=(-1, -2), keepdim=True)  # per image, so that the darkest pixel weighs nothing
+    return F.adaptive_avg_pool2d(x, tuple(grid))[:, None]  # (B, 1, 1, h, w)
 
+
+# ===== regions of the size classes =====
+
+def class_members(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Size class → its findings that this manifest can localize (a mask column, or a labelled region)."""
+    out = {}
+    for name, findings in SIZE_CLASSES.items():
+        usable = [f for f in findings if mask_column(f) in df.columns
+                  or (f in FINDING_REGION and mask_column(FINDING_REGION[f]) in df.columns
+                      and label_column(f) in df.columns)]
+        if usable:
+            out[name] = usable
+    return out
+
+
+def region_masks(batch: Mapping[str, torch.Tensor], rows: pd.DataFrame, findings: Sequence[str]) -> torch.Tensor:
+    """Union of the regions of ``findings`` on each image of the batch → (B, S, S) in {0, 1}."""
+    first = batch["image"]
+    union = torch.zeros(first.shape[0], *first.shape[-2:])
+    for f in findings:
+        if mask_column(f) in batch:
+            union = torch.maximum(union, batch[mask_column(f)])
+        elif f in FINDING_REGION:
+            labelled = torch.as_tensor(pd.to_numeric(rows[label_column(f)], errors="coerce").fillna(0).to_numpy()
+                                       == 1, dtype=torch.float32)
+            union = torch.maximum(union, batch[mask_column(FINDING_REGION[f])] * labelled[:, None, None])
+    return union
+
+
+# ===== per-image scores of one encoder =====
 
 @dataclass
 class AttentionScores:
-    """Per-image scores of one encoder; nan where the image lacks the mask (e.g. no lesion)."""
+    """Per-image scores of one encoder over (layer, head); the last head index is the mean over heads."""
 
     image_ids: list[str] = field(default_factory=list)
     patient_ids: list[str] = field(default_factory=list)
-    columns: dict[str, list[float]] = field(default_factory=dict)  # score name -> (N,) values
+    splits: list[str] = field(default_factory=list)
+    mass: dict[str, list[np.ndarray]] = field(default_factory=dict)  # region -> batches of (B, L, H+1), nan = absent
+    hits: dict[str, list[np.ndarray]] = field(default_factory=dict)  # region -> batches of (B, L, H+1)
+    chance: dict[str, list[np.ndarray]] = field(default_factory=dict)  # "<region>" / "pointing_<region>" -> (B,)
 
-    def add(self, name: str, values: np.ndarray, present: np.ndarray) -> None:
-        self.columns.setdefault(name, []).extend(np.where(present, values, np.nan).tolist())
+    def add(self, region: str, maps: torch.Tensor, mask: torch.Tensor, tolerance: int) -> None:
+        present = (mask.flatten(1).amax(1) > 0).numpy()
+        nan = np.where(present, 1.0, np.nan)
+        self.mass.setdefault(region, []).append(mass_in_mask(maps, mask) * nan[:, None, None])
+        self.hits.setdefault(region, []).append(pointing_hits(maps, mask, tolerance) * nan[:, None, None])
+        self.chance.setdefault(region, []).append(mask.float().mean((-1, -2)).numpy() * nan)
+        self.chance.setdefault(f"pointing_{region}", []).append(pointing_chance(mask, maps.shape[-2:], tolerance)
+                                                                * nan)
 
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"image_id": self.image_ids, "patient_id": self.patient_ids, **self.columns})
+    def array(self, kind: str, region: str) -> np.ndarray:
+        """(N, L, H+1) for "mass" / "hits", (N,) for "chance" / "pointing_chance"."""
+        if kind in ("chance", "pointing_chance"):
+            key = region if kind == "chance" else f"pointing_{region}"
+            return np.concatenate(self.chance[key])
+        return np.concatenate(getattr(self, kind)[region])
 
 
 @torch.no_grad()
-def score_attention(model: nn.Module, batches: Iterable[dict], manifest_df: pd.DataFrame, lesions: Sequence[str],
-                    lungs: Sequence[str] = LUNGS, layer: int = -1, tolerance: int = 1,
-                    device: str = "cpu") -> AttentionScores:
-    """Score the head-averaged CLS attention of ``model`` on batches of a ``ManifestDataset``.
-
-    ``batches`` items carry "image" (B, 3, S, S), "index" (B,) and ``mask_<s>`` (B, S, S) for every
-    ``s`` in ``lesions`` and ``lungs``; the lesion mask is the union of the finding masks.
+def score_attention(model: nn.Module | None, batches: Iterable[dict], manifest_df: pd.DataFrame,
+                    classes: Mapping[str, Sequence[str]], lungs: Sequence[str] = LUNGS, tolerance: int = 1,
+                    device: str = "cpu", floor_patch: int = 8) -> AttentionScores:
+    """Score every layer and head of ``model`` (None = the brightness floor, on ``floor_patch`` pixel patches)
+    on ``ManifestDataset`` batches carrying "image" (B, 3, S, S), "index" (B,) and the ``mask_<s>`` of every
+    region the classes and ``lungs`` need.
     """
-    model = model.to(device).eval()
+    from raddino_lib.viz.attention import all_layers_cls_attention
+
     scores = AttentionScores()
     for batch in batches:
-        attn = mean_heads(cls_attention(model, batch["image"].to(device), layer)).cpu()  # (B, h, w)
+        images = batch["image"].to(device)
+        if model is None:
+            maps = brightness_maps(images, (images.shape[-2] // floor_patch, images.shape[-1] // floor_patch)).cpu()
+        else:
+            maps = all_layers_cls_attention(model.to(device).eval(), images).cpu()  # (B, L, H, h, w)
+        maps = torch.cat([maps, maps.mean(dim=2, keepdim=True)], dim=2)  # (B, L, H+1, h, w)
         rows = manifest_df.iloc[batch["index"].tolist()]
         scores.image_ids += [str(v) for v in rows["image_id"]]
         scores.patient_ids += [str(v) for v in rows["patient_id"]]
-        for name, parts in (("lesion", lesions), ("lungs", lungs)):
-            if not parts:
-                continue
-            mask = torch.stack([batch[mask_column(s)] for s in parts]).amax(0)  # (B, S, S) union
-            present = mask.flatten(1).amax(1).numpy() > 0
-            scores.add(f"attn_mass_in_{name}", mass_in_mask(attn, mask), present)
-            scores.add(f"attn_mass_in_{name}_chance", mask.float().mean((-1, -2)).numpy(), present)
-            if name == "lesion":
-                scores.add("pointing_game", pointing_hits(attn, mask, tolerance).astype(float), present)
-                scores.add("pointing_game_chance", pointing_chance(mask, attn.shape[-2:], tolerance), present)
+        scores.splits += [str(v) for v in rows["split"]]
+        for name, findings in classes.items():
+            scores.add(name, maps, region_masks(batch, rows, findings), tolerance)
+        if lungs:
+            scores.add("lungs", maps, torch.stack([batch[mask_column(s)] for s in lungs]).amax(0), tolerance)
     return scores
 
 
-def summarize_scores(scores: AttentionScores, n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
-    """Mean of every score over the images that have it, with a patient bootstrap CI → {name: metric(...)}.
+# ===== summaries =====
 
-    Scores no image has are reported as ``metric(nan)`` (value None).
-    """
-    df = scores.frame()
-    table: dict[str, dict] = {}
-    for name in scores.columns:
-        rows = df[name].notna().to_numpy()
-        if not rows.any():
-            table[name] = metric(float("nan"))
-            continue
-        est = patient_bootstrap(np.mean, [df[name].to_numpy()[rows]], df["patient_id"].to_numpy()[rows],
-                                n_boot=n_boot, seed=seed)
-        table[name] = metric(est.value, est.ci_low, est.ci_high)
-    return table
+def _estimate(values: np.ndarray, pids: np.ndarray, n_boot: int, seed: int) -> dict:
+    keep = np.isfinite(values)
+    if not keep.any():
+        return metric(float("nan"))
+    est = patient_bootstrap(np.mean, [values[keep]], pids[keep], n_boot=n_boot, seed=seed)
+    return metric(est.value, est.ci_low, est.ci_high)
 
 
-def score_counts(scores: AttentionScores) -> dict[str, int]:
-    """How many images each score averages over, e.g. {"attn_mass_in_lesion": 41, ...}."""
-    return {name: int(np.isfinite(values).sum()) for name, values in scores.columns.items()
-            if not name.endswith("_chance")}
+def best_map(scores: AttentionScores, region: str, split: str = "val") -> tuple[int, int] | None:
+    """(layer, head) with the largest mean excess mass on ``split`` (head index H = the head mean)."""
+    rows = np.asarray(scores.splits) == split
+    excess = scores.array("mass", region)[rows] - scores.array("chance", region)[rows][:, None, None]
+    if not np.isfinite(excess).any():
+        return None
+    mean = np.nanmean(np.where(np.isfinite(excess), excess, np.nan), axis=0)  # (L, H+1)
+    layer, head = np.unravel_index(np.nanargmax(mean), mean.shape)
+    return int(layer), int(head)
 
 
-def describe_attention(table: dict[str, dict], score: str = "attn_mass_in_lesion") -> str:
-    """One sentence per encoder comparing ``score`` with its chance level, CIs included (computed, not claimed)."""
+def summarize_scores(scores: AttentionScores, layer: int = -1, n_boot: int = 1000, seed: int = 0,
+                     split: str = "test") -> tuple[dict[str, dict], dict[str, tuple[int, int] | None]]:
+    """Table cells on ``split``: per region, mass / chance / excess / pointing / pointing chance at ``layer``
+    (mean over heads), and the excess of the val-chosen best map. Returns (cells, best map per region)."""
+    rows = np.asarray(scores.splits) == split
+    pids = np.asarray(scores.patient_ids)[rows]
+    table, best = {}, {}
+    for region in scores.mass:
+        mass, hits = scores.array("mass", region)[rows], scores.array("hits", region)[rows]
+        chance = scores.array("chance", region)[rows]
+        p = f"attn_mass_{region}"
+        table[p] = _estimate(mass[:, layer, -1], pids, n_boot, seed)
+        table[f"{p}_chance"] = _estimate(chance, pids, n_boot, seed)
+        table[f"{p}_excess"] = _estimate(mass[:, layer, -1] - chance, pids, n_boot, seed)
+        table[f"pointing_{region}"] = _estimate(hits[:, layer, -1], pids, n_boot, seed)
+        table[f"pointing_{region}_chance"] = _estimate(scores.array("pointing_chance", region)[rows], pids, n_boot,
+                                                       seed)
+        best[region] = best_map(scores, region)
+        if best[region] is not None:
+            lb, hb = best[region]
+            table[f"{p}_best_excess"] = _estimate(mass[:, lb, hb] - chance, pids, n_boot, seed)
+    return table, best
+
+
+def excess_grid(scores: AttentionScores, region: str, split: str = "test") -> np.ndarray:
+    """(L, H+1) mean mass divided by mean chance on ``split``: 1 = chance, per layer and head (last = mean)."""
+    rows = np.asarray(scores.splits) == split
+    mass, chance = scores.array("mass", region)[rows], scores.array("chance", region)[rows]
+    if not np.isfinite(chance).any():
+        return np.full(mass.shape[1:], np.nan)
+    return np.nanmean(mass, axis=0) / np.nanmean(chance)
+
+
+def describe_attention(table: dict[str, dict], region: str) -> str:
+    """One line per encoder: the mean excess over chance for ``region`` and whether its interval clears 0."""
     lines = []
     for encoder, row in table.items():
-        cell, chance = row.get(score) or {}, (row.get(f"{score}_chance") or {}).get("value")
-        if cell.get("value") is None or chance is None:
-            lines.append(f"{encoder}: no image carries the mask for {score}.")
+        cell, mass = row.get(f"attn_mass_{region}_excess") or {}, row.get(f"attn_mass_{region}") or {}
+        chance = (row.get(f"attn_mass_{region}_chance") or {}).get("value")
+        if cell.get("value") is None or cell.get("ci_low") is None or chance is None:
+            lines.append(f"- {encoder}: no {region} finding to score (or no interval).")
             continue
-        lo, hi = cell.get("ci_low"), cell.get("ci_high")
-        verdict = ("above" if lo is not None and lo > chance else "below" if hi is not None and hi < chance
-                   else "not distinguishable from")
-        ratio = cell["value"] / chance if chance > 0 else float("nan")
-        lines.append(f"{encoder}: {score} = {cell['value']:.3f} [{lo:.3f}, {hi:.3f}], {ratio:.1f}x the chance level "
-                     f"{chance:.3f} — {verdict} uniform attention." if lo is not None and hi is not None else
-                     f"{encoder}: {score} = {cell['value']:.3f} vs chance {chance:.3f} (no interval).")
+        verdict = ("above chance" if cell["ci_low"] > 0 else "below chance" if cell["ci_high"] < 0
+                   else "at chance (the interval of the excess contains 0)")
+        best = row.get(f"attn_mass_{region}_best_excess") or {}
+        best_text = (f"; the best map chosen on val: excess {best['value']:+.4f} [{best['ci_low']:+.4f}, "
+                     f"{best['ci_high']:+.4f}]" if best.get("ci_low") is not None else "")
+        lines.append(f"- {encoder}: mass {mass['value']:.4f} vs chance {chance:.4f}, excess {cell['value']:+.4f} "
+                     f"[{cell['ci_low']:+.4f}, {cell['ci_high']:+.4f}] — {verdict}{best_text}.")
     return "\n".join(lines)
-
-
-@dataclass
-class AttentionComparison:
-    """Encoders side by side: summary table, per-image scores and the maps of a few shown images."""
-
-    table: dict[str, dict]  # encoder -> summarize_scores(...)
-    scores: dict[str, pd.DataFrame]  # encoder -> per-image scores (AttentionScores.frame())
-    counts: dict[str, dict[str, int]]  # encoder -> images behind each score
-    images: np.ndarray  # (n, S, S) shown images in [0, 1]
-    lesion_masks: np.ndarray  # (n, S, S) union of finding masks of the shown images
-    maps: dict[str, torch.Tensor] = field(default_factory=dict)  # encoder -> (n, heads, h, w) at the chosen layer
-    inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # encoder -> (n, 3, S, S) its normalized inputs
-    shown_ids: list[str] = field(default_factory=list)
-    lesions: list[str] = field(default_factory=list)  # finding masks scored as "lesion"
-
-
-def shown_rows(manifest_df: pd.DataFrame, split: str, lesions: Sequence[str], n_images: int) -> list[int]:
-    """Row positions of ``n_images`` images of ``split`` to draw, those with a lesion mask first."""
-    in_split = np.flatnonzero((manifest_df["split"] == split).to_numpy())
-    cols = [mask_column(s) for s in lesions]
-    has = manifest_df[cols].fillna("").astype(str).ne("").any(axis=1).to_numpy() if cols else np.zeros(len(manifest_df))
-    ordered = [i for i in in_split if has[i]] + [i for i in in_split if not has[i]]
-    return ordered[:n_images]
-
-
-def compare_attention(encoders: dict[str, str], manifest: str, image_size: int, layer: int = -1, split: str = "test",
-                      n_images: int = 4, n_boot: int = 1000, seed: int = 0, device: str = "cpu",
-                      batch_size: int = 32, tolerance: int = 1) -> AttentionComparison:
-    """Score every encoder's CLS attention on ``split`` of ``manifest`` and keep the maps of ``n_images`` images."""
-    from torch.utils.data import DataLoader, Subset
-
-    from raddino_lib.data.datasets import ManifestDataset
-    from raddino_lib.data.manifest import read_manifest
-    from raddino_lib.data.transforms import eval_transform_for
-    from raddino_lib.models import load_backbone
-
-    device = resolve_device(device)
-    df = read_manifest(manifest)
-    lesions = [s for s in finding_masks(df) if df[mask_column(s)].fillna("").astype(str).ne("").any()]
-    lungs = [s for s in LUNGS if mask_column(s) in df.columns]
-    shown = shown_rows(df, split, lesions, n_images)
-    empty = np.zeros((0, image_size, image_size))
-    result = AttentionComparison({}, {}, {}, empty, empty, shown_ids=[str(df["image_id"].iloc[i]) for i in shown],
-                                 lesions=lesions)
-    for name, path in encoders.items():
-        model = load_backbone(path, img_size=image_size)
-        data = ManifestDataset(df, split=split, transform=eval_transform_for(path, image_size), masks=lesions + lungs)
-        if len(data) == 0:
-            raise ValueError(f"{manifest}: no images in split '{split}' to score attention on")
-        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
-        scores = score_attention(model, loader, df, lesions, lungs, layer, tolerance, device)
-        result.table[name] = summarize_scores(scores, n_boot=n_boot, seed=seed)
-        result.scores[name] = scores.frame()
-        result.counts[name] = score_counts(scores)
-        if shown:
-            items = next(iter(DataLoader(Subset(ManifestDataset(df, transform=data.transform, masks=lesions), shown),
-                                         batch_size=len(shown))))
-            result.inputs[name] = items["image"]
-            result.maps[name] = cls_attention(model.to(device).eval(), items["image"].to(device), layer).cpu()
-            result.images = np.stack([_unit(x) for x in items["image"]])
-            result.lesion_masks = (torch.stack([items[mask_column(s)] for s in lesions]).amax(0).numpy() if lesions
-                                   else np.zeros_like(result.images))
-    return result
-
-
-def _unit(image: torch.Tensor) -> np.ndarray:
-    """(3, S, S) normalized model input → (S, S) in [0, 1] for display."""
-    x = image[0]
-    return ((x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)).numpy()

@@ -1,7 +1,8 @@
 """Run one probe for several frozen encoders on one manifest; shape the results table.
 
-This is what notebooks 03/04 and ``raddino probe`` call: extract (or reuse
-cached) features per encoder, run the probes, and collect
+This is what notebooks 03/04/06 and ``raddino probe`` call: extract (or reuse
+cached) features per encoder — the raw-pixel floor (``probe.pixels``) is one
+more "encoder" whose path is ``PIXELS_SOURCE`` — run the probes, and collect
 ``table[encoder][metric] = metric(value, ci_low, ci_high)`` for results.json
 plus the per-finding / per-structure tables behind the figures.
 """
@@ -14,11 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from raddino_lib.data.schema import ANATOMY, FINDINGS, label_column, mask_column
+from raddino_lib.data.masks import is_finding, load_masks, mask_structures
+from raddino_lib.data.schema import FINDINGS, label_column
 from raddino_lib.probe.bootstrap import Estimate, patient_bootstrap
 from raddino_lib.probe.classification import DEFAULT_CS, linear_probe
-from raddino_lib.probe.features import FeatureSet, extract_features
+from raddino_lib.probe.features import N_LAYERS, FeatureSet, extract_features
 from raddino_lib.probe.knn import knn_probe
+from raddino_lib.probe.pixels import PixelFloorConfig, is_pixels, pixel_features
 from raddino_lib.probe.segmentation import SegConfig, mean_over_structures, segmentation_probe
 from raddino_lib.results import metric
 
@@ -35,22 +38,41 @@ def grid_bytes(backbone_path: str, n_images: int, image_size: int) -> int:
     """Bytes of the float16 (N, h, w, D) patch grids of ``n_images`` at ``image_size``."""
     from raddino_lib.models.weights import read_backbone_spec
 
+    if is_pixels(backbone_path):
+        return 0
     spec = read_backbone_spec(backbone_path)
     return 2 * n_images * (image_size // spec["patch_size"]) ** 2 * spec["embed_dim"]
 
 
+def floor_config(encoders: Mapping[str, str]) -> PixelFloorConfig:
+    """The pixel floor's config with the patch size of the first real encoder (so the dense grids align)."""
+    from raddino_lib.models.weights import read_backbone_spec
+
+    real = [p for p in encoders.values() if not is_pixels(p)]
+    return PixelFloorConfig(patch_size=read_backbone_spec(real[0])["patch_size"]) if real else PixelFloorConfig()
+
+
 def encoder_features(path: str, manifest: str, cache_dir: str | None, image_size: int, batch_size: int = 64,
                      device: str = "cpu", num_workers: int = 0, keep_grid: bool | None = None,
-                     n_images: int | None = None, progress: bool = True) -> FeatureSet:
-    """``extract_features`` for classification: patch grids kept too when small (keep_grid None), so that the
-    segmentation probe later reuses the same cache file."""
-    if keep_grid is None:
+                     n_images: int | None = None, progress: bool = True, keep_layers: bool | None = None,
+                     pixel_cfg: PixelFloorConfig | None = None) -> FeatureSet:
+    """``extract_features``, or the pixel floor's features when ``path`` is ``PIXELS_SOURCE``.
+
+    keep_grid / keep_layers None: keep the patch grids (and the 4-layer grids of the UPerNet head) when they are
+    small (< GRID_CACHE_BYTES), so that the segmentation probe later reuses the same cache file.
+    """
+    if keep_grid is None or keep_layers is None:
         from raddino_lib.data.manifest import read_manifest
 
         n = n_images if n_images is not None else len(read_manifest(manifest, check_files=False))
-        keep_grid = bool(cache_dir) and grid_bytes(path, n, image_size) < GRID_CACHE_BYTES
+        size = grid_bytes(path, n, image_size)
+        keep_grid = bool(cache_dir) and size < GRID_CACHE_BYTES if keep_grid is None else keep_grid
+        keep_layers = bool(cache_dir) and N_LAYERS * size < GRID_CACHE_BYTES if keep_layers is None else keep_layers
+    if is_pixels(path):
+        return pixel_features(manifest, image_size, pixel_cfg or PixelFloorConfig(), cache_dir, keep_grid=keep_grid,
+                              keep_layers=keep_layers, num_workers=num_workers)
     return extract_features(path, manifest, cache_dir, image_size, batch_size, device, keep_grid=keep_grid,
-                            num_workers=num_workers, progress=progress)
+                            num_workers=num_workers, progress=progress, keep_layers=keep_layers)
 
 
 def _cell(est: Estimate) -> dict[str, float | None]:
@@ -86,8 +108,9 @@ def compare_pair(table: Mapping[str, Mapping[str, Mapping]], a: str, b: str, nam
 def describe(table: Mapping[str, Mapping[str, Mapping]], name: str, chance: float | None = None) -> str:
     """Markdown bullets comparing ssl with random and language (and extras with random) on one metric;
     with ``chance`` (0.5 for AUROC), also which encoders lie above it."""
-    pairs = [("ssl", "random"), ("ssl", "language"), ("language", "random")]
-    pairs += [(e, "random") for e in table if e not in ("ssl", "random", "language")]
+    pairs = [("ssl", "random"), ("ssl", "language"), ("language", "random"), ("random", "pixels"),
+             ("supervised", "ssl")]
+    pairs += [(e, "random") for e in table if e not in ("ssl", "random", "language", "pixels", "supervised")]
     lines = [f"- {compare_pair(table, a, b, name)}" for a, b in pairs if a in table and b in table]
     if "ssl" in table and "language" in table and None not in (table["ssl"][name]["ci_low"],
                                                                 table["language"][name]["ci_low"]):
@@ -103,6 +126,35 @@ def describe(table: Mapping[str, Mapping[str, Mapping]], name: str, chance: floa
         above = [e for e, c in table.items() if c[name]["ci_low"] is not None and c[name]["ci_low"] > chance]
         lines.append(f"- Above chance ({chance}) with 95% confidence: {', '.join(above) if above else 'no encoder'}.")
     return "\n".join(lines) or f"- fewer than two encoders: nothing to compare on {name}."
+
+
+def place_between(table: Mapping[str, Mapping[str, Mapping]], name: str, lower_is_better: bool = False) -> str:
+    """Markdown bullets placing each encoder between the floors (pixels, random) and the ceiling (supervised) on
+    ``name``: "better than" / "worse than" = disjoint 95% intervals, "level with" = overlapping ones."""
+    from raddino_lib.claims import interval
+
+    def relation(a: Mapping, b: Mapping) -> str:
+        ia, ib = interval(a), interval(b)
+        if ia is None or ib is None:
+            return "not comparable with"
+        above, below = ia[1] > ib[2], ia[2] < ib[1]
+        if lower_is_better:
+            above, below = below, above
+        return "better than" if above else "worse than" if below else "level with"
+
+    def fmt(row: str) -> str:
+        c = table[row][name]
+        return f"{row} {c['value']:.3f}" if c.get("value") is not None else f"{row} –"
+
+    bounds = [r for r in ("pixels", "random", "supervised") if r in table and name in table[r]]
+    lines = []
+    for enc in (e for e in table if e not in ("pixels", "random", "supervised") and name in table[e]):
+        parts = [f"{relation(table[enc][name], table[b][name])} {fmt(b)}" for b in bounds]
+        lines.append(f"- {name}: {fmt(enc)} is " + ", ".join(parts) + ".")
+    if {"pixels", "supervised"} <= set(bounds) and relation(table["supervised"][name], table["pixels"][name]) \
+            != "better than":
+        lines.append(f"- The ceiling does not clear the raw-pixel floor on {name}: this measure cannot rank encoders.")
+    return "\n".join(lines) or f"- no floor or ceiling row for {name}."
 
 
 def manifest_findings(df: pd.DataFrame, findings: Sequence[str] | None = None) -> list[str]:
@@ -153,9 +205,10 @@ def compare_classification(encoders: Mapping[str, str], manifest: str, cache_dir
     names = manifest_findings(df, findings)
     labels, splits, pids = label_matrix(df, names), df["split"].to_numpy(), df["patient_id"].to_numpy()
     table, rows, skipped = {}, [], {}
+    pixel_cfg = floor_config(encoders)
     for enc, path in encoders.items():
         fs = encoder_features(path, manifest, cache_dir, image_size, batch_size, device, num_workers, keep_grid,
-                              n_images=len(df))
+                              n_images=len(df), pixel_cfg=pixel_cfg)
         table[enc] = {}
         for probe, (kind, feats) in CLASSIFICATION_PROBES.items():
             x = fs.features(feats)
@@ -174,76 +227,71 @@ def compare_classification(encoders: Mapping[str, str], manifest: str, cache_dir
 
 # ===== segmentation =====
 
-def mask_structures(df: pd.DataFrame, structures: Sequence[str] | None = None) -> list[str]:
-    """Anatomy + findings with a mask column that has masks in both train and test (or check explicit ones)."""
-    def usable(s: str) -> bool:
-        col = mask_column(s)
-        if col not in df.columns:
-            return False
-        has = df[col].astype(str).str.len() > 0
-        return bool(has[df["split"] == "train"].any() and has[df["split"] == "test"].any())
-
-    if structures is None:
-        return [s for s in (*ANATOMY, *FINDINGS) if usable(s)]
-    bad = [s for s in structures if not usable(s)]
-    if bad:
-        raise KeyError(f"no masks in train and test for {bad} (mask columns: "
-                       f"{[c for c in df.columns if c.startswith('mask_')]})")
-    return list(structures)
-
-
-def load_masks(df: pd.DataFrame, structures: Sequence[str], image_size: int, num_workers: int = 0
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, S, size, size) uint8 masks and (N, size, size) images in [0, 1], with the eval geometry."""
-    from torch.utils.data import DataLoader
-
-    from raddino_lib.data.datasets import ManifestDataset
-    from raddino_lib.data.transforms import EvalTransform
-
-    ds = ManifestDataset(df, transform=EvalTransform(image_size, mean=(0.0,), std=(1.0,)), masks=structures)
-    masks, images = [], []
-    for b in DataLoader(ds, batch_size=64, num_workers=num_workers):
-        masks.append(np.stack([b[mask_column(s)].numpy() > 0.5 for s in structures], axis=1).astype(np.uint8))
-        images.append(b["image"][:, 0].numpy())
-    return np.concatenate(masks), np.concatenate(images)
-
-
 @dataclass
 class SegmentationComparison:
-    table: dict[str, dict[str, dict]]  # encoder -> "dice_mean" / "dice_<structure>" -> metric cell
-    per_structure: dict[str, pd.DataFrame]  # encoder -> structure, dice, dice_ci_low, dice_ci_high, n_images
+    table: dict[str, dict[str, dict]]  # encoder -> "dice_mean[_upernet]" / "dice_<structure>[_upernet]" -> cell
+    per_structure: dict[str, dict[str, pd.DataFrame]]  # head -> encoder -> structure, dice(+ci), n_images
     structures: list[str]
     images: np.ndarray  # (n, H, W) first test images, for overlays
     truth: np.ndarray  # (n, S, H, W)
-    predictions: dict[str, np.ndarray]  # encoder -> (n, S, H, W) probabilities
+    predictions: dict[str, dict[str, np.ndarray]]  # head -> encoder -> (n, S, H, W) probabilities
+    heads: list[str] = field(default_factory=list)
+
+
+HEAD_SUFFIX = {"linear": "", "upernet": "_upernet"}  # metric name suffix per head ("dice_mean_upernet")
+
+
+def group_means(res, structures: Sequence[str], pids: np.ndarray, n_boot: int, seed: int) -> dict[str, dict]:
+    """Mean Dice over the anatomy and over the findings' structures (bootstrapped jointly), when present."""
+    out = {}
+    for name, keep in (("anatomy", [not is_finding(s) for s in structures]),
+                       ("findings", [is_finding(s) for s in structures])):
+        cols = np.flatnonzero(keep)
+        if len(cols) and np.isfinite(res.dice[:, cols]).any():
+            est = patient_bootstrap(mean_over_structures, [res.dice[:, cols]], pids[res.test_index], n_boot,
+                                    seed=seed)
+            out[f"dice_{name}_mean"] = _cell(est)
+    return out
 
 
 def compare_segmentation(encoders: Mapping[str, str], manifest: str, cache_dir: str | None, image_size: int,
                          epochs: int = 5, n_boot: int = 1000, seed: int = 0, device: str = "cpu",
                          structures: Sequence[str] | None = None, batch_size: int = 64, num_workers: int = 0,
-                         keep_predictions: int = 4, log: Callable[[str], None] = print) -> SegmentationComparison:
-    """Linear segmentation head per encoder on its frozen patch grid; test Dice per structure."""
+                         keep_predictions: int = 4, heads: Sequence[str] = ("linear",), upernet_epochs: int = 0,
+                         log: Callable[[str], None] = print) -> SegmentationComparison:
+    """Segmentation heads per encoder on its frozen tokens; test Dice per structure and head.
+
+    ``heads``: "linear" (1x1 conv on the last layer, ``epochs``) and/or "upernet" (decoder on 4 layers,
+    ``upernet_epochs``, 0 = ``epochs``). Structures: every mask column with masks in train and test.
+    """
     from raddino_lib.data.manifest import read_manifest
 
     df = read_manifest(manifest)
     names = mask_structures(df, structures)
+    if not names:
+        raise ValueError(f"{manifest}: no mask column has masks in both train and test; nothing to segment")
     masks, images = load_masks(df, names, image_size, num_workers)
     splits, pids = df["split"].to_numpy(), df["patient_id"].to_numpy()
-    cfg = SegConfig(epochs=epochs, seed=seed, device=device)
-    table, per_structure, predictions = {}, {}, {}
+    pixel_cfg = floor_config(encoders)
+    result = SegmentationComparison({}, {h: {} for h in heads}, names, np.zeros(0), np.zeros(0),
+                                    {h: {} for h in heads}, list(heads))
     for enc, path in encoders.items():
-        fs = extract_features(path, manifest, cache_dir, image_size, batch_size, device, keep_grid=True,
-                              num_workers=num_workers)
-        res = segmentation_probe(fs.grid, masks, splits, pids, names, cfg, n_boot, seed, keep_predictions)
-        table[enc] = {"dice_mean": _cell(res.dice_mean)}
-        anatomy = [i for i, n in enumerate(names) if n in ANATOMY]
-        if anatomy:
-            est = patient_bootstrap(mean_over_structures, [res.dice[:, anatomy]], pids[res.test_index], n_boot,
-                                    seed=seed)
-            table[enc]["dice_anatomy_mean"] = _cell(est)
-        table[enc].update({f"dice_{r.structure}": metric(r.dice, r.dice_ci_low, r.dice_ci_high)
-                           for r in res.table.itertuples()})
-        per_structure[enc], predictions[enc] = res.table, res.predictions
-        log(f"{enc}: mean Dice {res.dice_mean.value:.3f}")
+        fs = encoder_features(path, manifest, cache_dir, image_size, batch_size, device, num_workers,
+                              keep_grid=True, keep_layers="upernet" in heads, pixel_cfg=pixel_cfg)
+        result.table[enc] = {}
+        for head in heads:
+            cfg = SegConfig(epochs=upernet_epochs or epochs if head == "upernet" else epochs, head=head, seed=seed,
+                            device=device)
+            tokens = fs.layers if head == "upernet" else fs.grid
+            res = segmentation_probe(tokens, masks, splits, pids, names, cfg, n_boot, seed, keep_predictions)
+            sfx = HEAD_SUFFIX[head]
+            cells = {"dice_mean": _cell(res.dice_mean), **group_means(res, names, pids, n_boot, seed)}
+            cells.update({f"dice_{r.structure}": metric(r.dice, r.dice_ci_low, r.dice_ci_high)
+                          for r in res.table.itertuples()})
+            result.table[enc].update({k + sfx: v for k, v in cells.items()})
+            result.per_structure[head][enc], result.predictions[head][enc] = res.table, res.predictions
+            log(f"{enc} ({head}): mean Dice {res.dice_mean.value:.3f}")
+        del fs
     test = np.flatnonzero(splits == "test")[:keep_predictions]
-    return SegmentationComparison(table, per_structure, names, images[test], masks[test], predictions)
+    result.images, result.truth = images[test], masks[test]
+    return result

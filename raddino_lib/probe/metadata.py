@@ -28,11 +28,13 @@ import numpy as np
 import pandas as pd
 from scipy.linalg import LinAlgWarning
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score, roc_auc_score
+from sklearn.metrics import r2_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from raddino_lib.probe.bootstrap import Estimate, patient_bootstrap
+from raddino_lib.probe.classification import auroc
 from raddino_lib.results import metric
 
 
@@ -65,16 +67,24 @@ def _auroc(y: np.ndarray, scores: np.ndarray) -> float:
     if scores.ndim == 1:
         if len(np.unique(y)) < 2:
             raise ValueError("AUROC needs both classes")
-        return float(roc_auc_score(y, scores))
+        return auroc(y, scores)
     present = [k for k in range(scores.shape[1]) if 0 < np.sum(y == k) < len(y)]
     if len(present) < 2:
         raise ValueError("macro AUROC needs at least two classes")
-    return float(np.mean([roc_auc_score(y == k, scores[:, k]) for k in present]))
+    return float(np.mean([auroc(y == k, scores[:, k]) for k in present]))
 
 
 def _accuracy(y: np.ndarray, scores: np.ndarray) -> float:
     pred = (scores > 0.5).astype(int) if scores.ndim == 1 else scores.argmax(1)
-    return float(accuracy_score(y, pred))
+    return float(np.mean(pred == y))
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination (sklearn's r2_score for 1-D targets); 1 - SSE / SST."""
+    sst = float(np.sum((y - np.mean(y)) ** 2))
+    if sst == 0:
+        raise ValueError("R² is undefined when every target is the same")
+    return 1.0 - float(np.sum((y - pred) ** 2)) / sst
 
 
 def _target(df: pd.DataFrame, column: str, kind: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -149,7 +159,7 @@ class TargetProbe:
 
 
 METRICS = {
-    "regression": {"r2": lambda y, p: float(r2_score(y, p)), "mae": lambda y, p: float(mean_absolute_error(y, p))},
+    "regression": {"r2": _r2, "mae": lambda y, p: float(np.mean(np.abs(y - p)))},
     "classification": {"auroc": _auroc, "accuracy": _accuracy},
 }
 
@@ -186,7 +196,8 @@ def probe_metadata(features: np.ndarray, manifest_df: pd.DataFrame, targets: Seq
     if len(features) != len(manifest_df):
         raise ValueError(f"probe_metadata: {len(features)} feature rows but {len(manifest_df)} manifest rows "
                          "(align them with align_features first)")
-    probes = {t: probe_target(features, manifest_df, t, cfg) for t in targets}
+    with threadpool_limits(1):  # small problems: multi-threaded BLAS only spins, several times slower on busy cores
+        probes = {t: probe_target(features, manifest_df, t, cfg) for t in targets}
     return {t: p for t, p in probes.items() if p is not None}
 
 

@@ -1,11 +1,13 @@
-"""Linear segmentation probe on frozen patch tokens.
+"""Segmentation probes on frozen patch tokens: a linear head and a UPerNet head.
 
-A 1×1 convolution maps each patch token to one logit per structure; the
-(h, w) logit grid is upsampled bilinearly to the mask size, trained with
-BCE + Dice on the train split and scored by Dice on the test split. Only the
-head learns, so the Dice says how much of the anatomy (lungs, heart) and of
-the localized findings the patch tokens already encode - DINOv2's "linear"
-segmentation protocol, which RAD-DINO uses for lung / heart / pneumothorax.
+*linear*: a 1×1 convolution maps each last-layer patch token to one logit per
+structure; the (h, w) logit grid is upsampled bilinearly to the mask size.
+Only the head learns, so the Dice says how much of the anatomy and of the
+localized findings a single token already encodes - DINOv2's "linear"
+segmentation protocol. *upernet*: a small UPerNet/FPN decoder
+(``models.upernet``) on four layers of the frozen encoder - the head RAD-DINO
+uses for lungs, lung zones and ribs. Both train with BCE + soft Dice on the
+train split and are scored by Dice on the test split.
 
 Dice of an image is undefined when both the prediction and the truth are
 empty (a finding absent and correctly not predicted); such images are left
@@ -26,11 +28,19 @@ from torch import nn
 
 from raddino_lib.probe.bootstrap import Estimate, patient_bootstrap
 
+HEADS: tuple[str, ...] = ("linear", "upernet")
+DEFAULT_LR: dict[str, float] = {"linear": 5e-2, "upernet": 3e-3}  # a linear map on standardised tokens takes a
+# large step safely; a decoder with BatchNorm needs Adam's usual range
+
 
 @dataclass
 class SegConfig:
-    epochs: int = 5  # passes over the train split; 20-30 for cpu/gpu profiles
-    lr: float = 5e-2  # Adam; the head is linear on standardised tokens, so a large lr is safe (and few epochs suffice)
+    epochs: int = 5  # passes over the train split; the linear head converges in ~10 on the cpu profile
+    lr: float = 0.0  # Adam learning rate; 0 = the head's default (DEFAULT_LR)
+    head: str = "linear"  # "linear" (1x1 conv on the last layer) or "upernet" (decoder on 4 layers)
+    channels: int = 32  # UPerNet decoder width (the paper's head uses 512; 32 fits two CPU cores)
+    loss_size: int = 0  # side at which the training loss is computed, on masks area-averaged to it (soft targets);
+    # 0 = 4 x the token grid (or the mask side if smaller). Dice is always scored at the full mask size.
     batch_size: int = 16  # images per step
     dice_weight: float = 1.0  # loss = BCE + dice_weight * soft Dice
     threshold: float = 0.5  # probability above which a pixel is predicted inside
@@ -39,8 +49,11 @@ class SegConfig:
     cpu_threads: int = 1  # torch CPU threads for the head: a linear head gains little, busy cores stall; 0 = as is
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"SegConfig: epochs, batch_size and lr must be positive, got {self}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr < 0 or self.channels < 1:
+            raise ValueError(f"SegConfig: epochs, batch_size and channels must be positive, lr >= 0, got {self}")
+        if self.head not in HEADS:
+            raise ValueError(f"SegConfig: head {self.head!r} is not one of {HEADS}")
+        self.lr = self.lr or DEFAULT_LR[self.head]
 
 
 class LinearSegHead(nn.Module):
@@ -86,28 +99,65 @@ def torch_threads(n: int):
         torch.set_num_threads(old)
 
 
-def train_head(grid: np.ndarray, masks: np.ndarray, cfg: SegConfig) -> LinearSegHead:
-    """Fit the head on (N, h, w, D) tokens and (N, S, H, W) 0/1 masks."""
+def token_stats(tokens: np.ndarray, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of (N, ..., h, w, D) tokens over images and positions → (..., D) each."""
+    n_pos = int(np.prod(tokens.shape[-3:-1]))
+    total = sq = 0.0
+    for i in range(0, len(tokens), chunk):
+        x = torch.as_tensor(tokens[i:i + chunk], dtype=torch.float64)  # (n, ..., h, w, D)
+        total = total + x.sum(dim=(0, -3, -2))
+        sq = sq + (x * x).sum(dim=(0, -3, -2))
+    count = len(tokens) * n_pos
+    mean = total / count
+    std = (sq / count - mean * mean).clamp_min(0).sqrt()
+    return mean.float(), std.float().clamp_min(1e-6)
+
+
+def soft_targets(masks: np.ndarray, side: int, chunk: int = 256) -> torch.Tensor:
+    """(N, S, H, W) 0/1 masks → (N, S, side, side) float16 fractions of each target pixel inside the mask."""
+    parts = [F.adaptive_avg_pool2d(torch.as_tensor(masks[i:i + chunk]).float(), side).half()
+             for i in range(0, len(masks), chunk)]
+    return torch.cat(parts)
+
+
+def build_head(cfg: SegConfig, tokens: np.ndarray, n_structures: int) -> nn.Module:
+    """The head of ``cfg.head`` for (N, h, w, D) (linear) or (N, L, h, w, D) (upernet) tokens."""
+    mean, std = token_stats(tokens)
+    if cfg.head == "linear":
+        if tokens.ndim != 4:
+            raise ValueError(f"the linear head takes (N, h, w, D) tokens, got {tokens.shape}")
+        return LinearSegHead(tokens.shape[-1], n_structures, mean, std)
+    from raddino_lib.models.upernet import UPerNetHead
+
+    if tokens.ndim != 5:
+        raise ValueError(f"the UPerNet head takes (N, L, h, w, D) tokens of L layers, got {tokens.shape}")
+    return UPerNetHead(tokens.shape[-1], n_structures, mean, std, n_layers=tokens.shape[1], channels=cfg.channels)
+
+
+def train_head(grid: np.ndarray, masks: np.ndarray, cfg: SegConfig) -> nn.Module:
+    """Fit ``cfg.head`` on (N, [L,] h, w, D) tokens and (N, S, H, W) 0/1 masks."""
     with torch_threads(cfg.cpu_threads):
         return _train_head(grid, masks, cfg)
 
 
-def _train_head(grid: np.ndarray, masks: np.ndarray, cfg: SegConfig) -> LinearSegHead:
+def _train_head(tokens: np.ndarray, masks: np.ndarray, cfg: SegConfig) -> nn.Module:
     torch.manual_seed(cfg.seed)
-    tokens = torch.as_tensor(grid, dtype=torch.float32)
-    target = torch.as_tensor(masks, dtype=torch.float32)
-    flat = tokens.reshape(-1, tokens.shape[-1])  # (N*h*w, D)
-    head = LinearSegHead(tokens.shape[-1], target.shape[1], flat.mean(0), flat.std(0).clamp_min(1e-6))
+    side = min(masks.shape[-1], cfg.loss_size or 4 * tokens.shape[-2])
+    target = soft_targets(masks, side)  # (N, S, side, side) float16 area fractions
+    head = build_head(cfg, tokens, target.shape[1])
+    last = head.conv if cfg.head == "linear" else head.classifier
     with torch.no_grad():  # start at each structure's pixel prevalence: small lesions need not unlearn p = 0.5
-        prior = target.mean(dim=(0, 2, 3)).clamp(1e-4, 1 - 1e-4)  # (S,)
-        head.conv.bias.copy_(torch.log(prior / (1 - prior)))
-    head = head.to(cfg.device)
+        prior = target.float().mean(dim=(0, 2, 3)).clamp(1e-4, 1 - 1e-4)  # (S,)
+        last.bias.copy_(torch.log(prior / (1 - prior)))
+    head = head.to(cfg.device).train()
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     size = tuple(target.shape[-2:])
     for _ in range(cfg.epochs):
         for idx in torch.randperm(len(tokens), generator=gen).split(cfg.batch_size):
-            x, t = tokens[idx].to(cfg.device), target[idx].to(cfg.device)
+            order = idx.sort().values.numpy()
+            x = torch.as_tensor(tokens[order], dtype=torch.float32).to(cfg.device)
+            t = target[order].float().to(cfg.device)
             logits = head(x, size)
             loss = F.binary_cross_entropy_with_logits(logits, t) + cfg.dice_weight * soft_dice_loss(logits, t)
             opt.zero_grad(set_to_none=True)
@@ -117,12 +167,11 @@ def _train_head(grid: np.ndarray, masks: np.ndarray, cfg: SegConfig) -> LinearSe
 
 
 @torch.no_grad()
-def predict(head: LinearSegHead, grid: np.ndarray, size: tuple[int, int], batch_size: int = 64,
+def predict(head: nn.Module, grid: np.ndarray, size: tuple[int, int], batch_size: int = 64,
             device: str = "cpu") -> np.ndarray:
-    """(N, h, w, D) tokens → (N, S, H, W) float32 probabilities."""
-    tokens = torch.as_tensor(grid, dtype=torch.float32)
-    out = [torch.sigmoid(head(tokens[i:i + batch_size].to(device), size)).cpu() for i in range(0, len(tokens),
-                                                                                                batch_size)]
+    """(N, [L,] h, w, D) tokens → (N, S, H, W) float32 probabilities."""
+    out = [torch.sigmoid(head(torch.as_tensor(grid[i:i + batch_size], dtype=torch.float32).to(device), size)).cpu()
+           for i in range(0, len(grid), batch_size)]
     return torch.cat(out).numpy()
 
 
@@ -156,14 +205,15 @@ def segmentation_probe(grid: np.ndarray, masks: np.ndarray, splits: Sequence[str
     """Train on the train split, score Dice on the test split with patient bootstrap intervals.
 
     Args:
-        grid: (N, h, w, D) frozen patch tokens; masks: (N, S, H, W) 0/1 targets, S = len(structures).
+        grid: (N, h, w, D) frozen patch tokens for the linear head, (N, L, h, w, D) tokens of L layers for
+            the UPerNet head (``cfg.head``); masks: (N, S, H, W) 0/1 targets, S = len(structures).
         splits, patient_ids: (N,).
     """
     cfg = cfg or SegConfig()
     splits, pids = np.asarray(splits), np.asarray(patient_ids)
     if masks.shape[:2] != (len(grid), len(structures)) or not (len(splits) == len(pids) == len(grid)):
         raise ValueError(f"grid {grid.shape}, masks {masks.shape}, {len(splits)} splits, {len(pids)} patients and "
-                         f"{len(structures)} structures do not line up (need (N,h,w,D), (N,S,H,W), N, N)")
+                         f"{len(structures)} structures do not line up (need (N,[L,]h,w,D), (N,S,H,W), N, N)")
     train, test = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "test")
     if len(train) == 0 or len(test) == 0:
         raise ValueError("segmentation probe needs 'train' and 'test' rows in the manifest's split column")

@@ -120,6 +120,30 @@ def cls_attention_batched(model: nn.Module, images: torch.Tensor, layer: int = -
     return torch.cat(chunks)
 
 
+@torch.no_grad()
+def all_layers_cls_attention(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """CLS → patch attention of every block and head in one forward pass: (B, L, heads, h, w).
+
+    Pre-hooks on every block's ``attn`` record its input (the pass is not stopped), then each block's CLS row
+    is recomputed as in :func:`cls_attention` (equal to it layer by layer).
+    """
+    if getattr(model, "cls_token", None) is None:
+        raise ValueError("all_layers_cls_attention: the model has no class token; nothing to read")
+    inputs: list[torch.Tensor] = []
+    handles = [_block(model, i).register_forward_pre_hook(
+        lambda _m, args, kwargs: inputs.append(args[0] if args else kwargs["x"]), with_kwargs=True)
+        for i in range(len(model.blocks))]
+    try:
+        model.forward_features(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    h, w = _grid_size(model, images)
+    n_prefix = model.num_prefix_tokens
+    maps = [attention_probs(_block(model, i), x, n_queries=1)[:, :, 0, n_prefix:] for i, x in enumerate(inputs)]
+    return torch.stack(maps, dim=1).reshape(images.shape[0], len(maps), -1, h, w)  # (B, L, heads, h, w)
+
+
 def layer_maps(model: nn.Module, images: torch.Tensor, layers: list[int] | None = None) -> dict[int, torch.Tensor]:
     """Head-averaged maps at several depths: layer -> (B, h, w); ``layers`` None = every block."""
     layers = list(range(len(model.blocks))) if layers is None else layers

@@ -52,6 +52,14 @@ def embed_2d(features: np.ndarray, seed: int = 0, method: str = "umap",
     return PCA(n_components=2, random_state=seed).fit_transform(X), "PCA" + note
 
 
+def map_sample(n: int, max_points: int = 1000, seed: int = 0) -> np.ndarray:
+    """Sorted row positions of at most ``max_points`` of ``n`` images, drawn without replacement (all when fewer):
+    a 2-D map of a thousand images shows the same organisation as one of all, at a fraction of UMAP's cost."""
+    if n <= max_points:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+
+
 def finding_category(manifest_df: pd.DataFrame) -> pd.Series:
     """Per image: the single positive finding, "No Finding", or "multiple" (for colouring)."""
     cols = [label_column(f) for f in CXR14_FINDINGS if label_column(f) in manifest_df.columns]

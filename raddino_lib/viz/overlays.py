@@ -96,7 +96,8 @@ def plot_layers(image: np.ndarray, layer_maps: Mapping[int, torch.Tensor], mask:
 
 
 def plot_scores_vs_chance(table: Mapping[str, Mapping[str, Mapping[str, float | None]]],
-                          scores: Sequence[str] = ("attn_mass_in_lesion", "pointing_game", "attn_mass_in_lungs"),
+                          scores: Sequence[str] = ("attn_mass_large", "attn_mass_small", "pointing_large",
+                                                   "pointing_small", "attn_mass_lungs"),
                           ) -> Figure:
     """Bars with 95% CIs per encoder for each score, the chance level (``<score>_chance``) as a dashed line."""
     names = list(table)
