@@ -71,7 +71,8 @@ def build_meta_arch(cfg: PretrainConfig) -> SSLMetaArch:
         student.load_state_dict(start.state_dict())
     else:
         kwargs = dict(arch=cfg.arch, patch_size=cfg.patch_size, img_size=cfg.global_crop_size, depth=cfg.depth,
-                      layer_scale_init=cfg.layer_scale_init, num_register_tokens=cfg.num_register_tokens)
+                      layer_scale_init=cfg.layer_scale_init, num_register_tokens=cfg.num_register_tokens,
+                      weight_init=cfg.weight_init)
         student = create_backbone(**kwargs, drop_path_rate=cfg.drop_path_rate, drop_path_uniform=True)
         teacher = create_backbone(**kwargs)
     if cfg.grad_checkpointing:

@@ -60,6 +60,7 @@ class PretrainConfig:
     depth: int = 0  # number of blocks; 0 = the arch's default (12 / 24)
     drop_path_rate: float = 0.1  # stochastic depth of the student (DINOv2: 0.3 for ViT-L, ~0.1 for smaller)
     layer_scale_init: float = 1e-5  # LayerScale init (DINOv2)
+    weight_init: str = ""  # new backbones: "" truncated normal 0.02 (DINOv2), "jax" Xavier (learns faster briefly)
     num_register_tokens: int = 0  # extra learned tokens ("registers"); 0 as in RAD-DINO
     init_weights: str = ""  # continual pretraining: backbone weights (DINOv2 / RAD-DINO) for student+teacher
     init_head: str = ""  # optional DINOHead weights (e.g. RAD-DINO's dino_head.safetensors); "" = random head
