@@ -5,7 +5,8 @@ test split, at the probes' 64 px:
 - floor: the probe code of notebooks 03 and 06 (``linear_probe`` on CLS and CLS + mean patch,
   ``probe_metadata`` for age and sex) on a randomly initialised ViT-Tiny/8 with 4 blocks;
 - ceiling: the supervised CNN of ``phantoms.difficulty`` (and its own random-ViT linear floor);
-- the global-statistic leak (sex AUROC, age R² from image-wide statistics, patient-grouped 5-fold CV).
+- the global-statistic leak (sex AUROC, age R² from image-wide statistics, patient-grouped 5-fold CV);
+- optionally (``--segmentation-epochs``) the Dice per structure of a supervised U-Net (segmentation ceiling).
 Writes ``benchmarks/results/phantom_calibration.json`` (one entry per ``--tag``).
 
     python benchmarks/phantom_calibration.py --n 1500 --tag iteration
@@ -28,6 +29,7 @@ from raddino_lib.data.manifest import label_matrix, read_manifest
 from raddino_lib.data.phantoms.difficulty import measure_difficulty
 from raddino_lib.data.phantoms.generate import generate
 from raddino_lib.data.phantoms.leakage import leak_scores, manifest_statistics
+from raddino_lib.data.phantoms.segmentation_ceiling import segmentation_ceiling
 from raddino_lib.probe.classification import linear_probe
 from raddino_lib.probe.compare import manifest_findings
 from raddino_lib.probe.encoders import make_random_encoder
@@ -55,6 +57,24 @@ def floor_with_probe_code(manifest: Path, work: Path, image_size: int) -> dict:
     return out
 
 
+def _dice(table: pd.DataFrame) -> dict[str, float | None]:
+    """{structure: Dice} with None where no test image defines it (JSON has no NaN)."""
+    return {s: (None if np.isnan(d) else round(float(d), 3)) for s, d in zip(table["structure"], table["dice"],
+                                                                                strict=True)}
+
+
+def add_segmentation(args: argparse.Namespace) -> None:
+    """Train the segmentation ceiling on ``--manifest`` and store it in the ``--tag`` entry of the results."""
+    start = time.perf_counter()
+    table = segmentation_ceiling(args.manifest, image_size=args.probe_size, epochs=args.segmentation_epochs or 8)
+    print(table.round(3).to_string())
+    everything = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    entry = everything.setdefault(args.tag, {"manifest": args.manifest})
+    entry["segmentation_ceiling_dice"] = _dice(table)
+    entry.setdefault("timings", {})["segmentation_s"] = round(time.perf_counter() - start, 1)
+    write_json(RESULTS, everything)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1500)
@@ -64,8 +84,15 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/phantom_calibration", help="folder for the phantoms")
     parser.add_argument("--tag", default="latest")
     parser.add_argument("--manifest", default="", help="measure this manifest instead of generating phantoms")
+    parser.add_argument("--segmentation-epochs", type=int, default=0,
+                        help="also train the U-Net segmentation ceiling for this many epochs (0: skip)")
+    parser.add_argument("--only-segmentation", action="store_true",
+                        help="add the segmentation ceiling to the existing --tag entry (needs --manifest)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.only_segmentation:
+        add_segmentation(args)
+        return
     work = Path(args.work) / f"n{args.n}_s{args.size}"
     timings, start = {}, time.perf_counter()
     manifest = (Path(args.manifest) if args.manifest else
@@ -81,9 +108,16 @@ def main() -> None:
     start = time.perf_counter()
     difficulty = measure_difficulty(manifest, image_size=args.probe_size, epochs=args.epochs)
     timings["difficulty_s"] = round(time.perf_counter() - start, 1)
+    segmentation = None
+    if args.segmentation_epochs:
+        start = time.perf_counter()
+        table = segmentation_ceiling(manifest, image_size=args.probe_size, epochs=args.segmentation_epochs)
+        segmentation = _dice(table)
+        timings["segmentation_s"] = round(time.perf_counter() - start, 1)
+        print(table.round(3).to_string())
     result = {"manifest": str(manifest), "n": len(df), "size": args.size, "probe_size": args.probe_size,
               "epochs": args.epochs, "global_statistics_leak": leak, "floor_probe_code": floor,
-              "difficulty": difficulty,
+              "difficulty": difficulty, "segmentation_ceiling_dice": segmentation,
               "timings": timings}
     everything = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     everything[args.tag] = result

@@ -96,24 +96,29 @@ def render_anatomy(body: Body, grid: Grid, rng: np.random.Generator) -> Anatomy:
     cardiac = heart * (0.7 + 0.3 * np.sqrt(np.clip(inside / 30.0, 0.0, 1.0)))  # thicker centrally
     base += 0.18 * mediastinum + 0.22 * cardiac + 0.06 * knob
     base += 0.05 * step(b.aorta_x + b.aorta_wave * np.sin(Y / 40.0) - U, 2.0) * step(U + 5.0, 2.0) * (Y > b.knob_y)
-    base += _breasts(b, U, Y)
+    if b.breast > 0:
+        s = grid.window(b.mid - b.thorax_w - 60.0, b.mid + b.thorax_w + 60.0, b.dome_right - 125.0, b.dome_right + 70.0)
+        base[s] += _breasts(b, U[s], Y[s])
 
     # ---- air: lungs, trachea and main bronchi, gastric bubble
     air = np.float32(min(0.60 * b.aeration, 0.60 * b.soft_tissue)) * depth * thickness  # never more than the body
     airways = np.zeros_like(U)
     _airways(b, grid, airways)
     air += airways * (1.0 - lung_soft)  # lucent against the mediastinum, not added to the lung's own air
-    bubble = disc(U, Y, 0.55 * b.thorax_w, b.dome_left + 22.0, 30.0, 16.0) * step(Y - diaphragm - 4.0, 2.0)
-    air += 0.22 * bubble * left
+    cx, cy = b.mid + 0.55 * b.thorax_w, b.dome_left + 22.0
+    s = grid.window(cx - 32.0, cx + 32.0, cy - 18.0, cy + 18.0)
+    air[s] += 0.22 * disc(U[s], Y[s], 0.55 * b.thorax_w, cy, 30.0, 16.0) * step(Y[s] - diaphragm[s] - 4.0, 2.0)
 
     hila = {-1: (b.mid - 52.0 * b.frame, b.carina_y + 40.0), 1: (b.mid + 55.0 * b.frame, b.carina_y + 28.0)}
     vessels = draw_vessels(b, grid, hila, lung_soft, rng) * np.float32(b.vascularity)
     bone, ribs = draw_skeleton(b, grid, U, A, Y, rng)
     if b.knob_calcification > 0:  # calcified rim along the upper-lateral wall of the knob
-        r = np.hypot(U - b.knob_x, (Y - b.knob_y) * 1.0)
-        angle = np.arctan2(Y - b.knob_y, U - b.knob_x)  # -pi/2 = top
+        kx, ky, kr = b.mid + b.knob_x, b.knob_y, b.knob_r + 3.0
+        s = grid.window(kx - kr, kx + kr, ky - kr, ky + kr)
+        r = np.hypot(U[s] - b.knob_x, Y[s] - ky)
+        angle = np.arctan2(Y[s] - ky, U[s] - b.knob_x)  # -pi/2 = top
         arc = step(b.knob_calcification * 1.6 - np.abs(angle + 0.9), 0.15)
-        bone += 0.30 * arc * step(1.6 - np.abs(r - b.knob_r + 1.0), 0.6)
+        bone[s] += 0.30 * arc * step(1.6 - np.abs(r - b.knob_r + 1.0), 0.6)
     return Anatomy(grid=grid, body=b, U=U, A=A, side=side, pleura=pleura, diaphragm=diaphragm, base=base, air=air,
                    vessels=vessels, bone=bone, lung=lung, heart=heart, ribs=ribs, hila=hila)
 
@@ -156,8 +161,6 @@ def _airways(b: Body, grid: Grid, air: np.ndarray) -> None:
 
 def _breasts(b: Body, U: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Breast shadows over the lower zones: hemi-ellipsoids with a sharp inferior margin."""
-    if b.breast <= 0:
-        return np.zeros_like(U)
     size = b.breast ** (1.0 / 3.0)
     rx, ry = 62.0 * size * b.frame, 52.0 * size
     cy = b.dome_right - 20.0 + 0.4 * ry

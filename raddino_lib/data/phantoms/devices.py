@@ -41,14 +41,14 @@ def _paths(an: Anatomy, name: str, rng: np.random.Generator, side: int | None
     b, m = an.body, an.body.mid
     if name == "ett":
         tip = b.carina_y - 45.0 + rng.normal(0.0, 12.0)
-        return [([(m - 1.0, -230.0), (m - 3.0, tip)], 1.5, METAL_PER_MM)]
+        return [([(m - 1.0, -230.0), (m - 3.0, tip)], 2.5, METAL_PER_MM)]
     if name == "central_line":
         s = float(rng.choice((-1.0, 1.0)))
         return [([(m + s * 110.0, b.clavicle_y + 18.0), (m + s * 40.0, b.clavicle_y + 28.0),
-                  (m - 12.0, b.knob_y), (m - 14.0, b.carina_y + 25.0 + rng.normal(0.0, 8.0))], 1.2, METAL_PER_MM)]
+                  (m - 12.0, b.knob_y), (m - 14.0, b.carina_y + 25.0 + rng.normal(0.0, 8.0))], 1.8, METAL_PER_MM)]
     if name == "ng_tube":
         return [([(m + 2.0, -230.0), (m + 6.0, b.dome_left + 10.0), (m + 60.0, b.dome_left + 40.0),
-                  (m + 90.0, b.dome_left + 42.0)], 1.6, METAL_PER_MM)]
+                  (m + 90.0, b.dome_left + 42.0)], 2.2, METAL_PER_MM)]
     if name == "pacemaker":
         gx, gy = m + 95.0, b.clavicle_y + 40.0
         box = [([(gx - 18.0, gy), (gx + 18.0, gy)], 13.0, 0.04)]
@@ -58,5 +58,5 @@ def _paths(an: Anatomy, name: str, rng: np.random.Generator, side: int | None
         s = side if side is not None else int(rng.choice((-1, 1)))
         dome = b.dome_left if s > 0 else b.dome_right
         return [([(m + s * (b.thorax_w + 20.0), dome - 30.0), (m + s * (b.thorax_w - 20.0), b.carina_y + 10.0),
-                  (m + s * 60.0, b.apex_y + 35.0)], 1.5, METAL_PER_MM)]
+                  (m + s * 60.0, b.apex_y + 35.0)], 2.5, METAL_PER_MM)]
     raise ValueError(f"unknown support device '{name}'")

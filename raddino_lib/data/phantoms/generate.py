@@ -131,7 +131,10 @@ def _make_one(task: tuple[Path, int, dict]) -> dict[str, Any]:
 
 
 def _write_png(path: Path, array: np.ndarray, level: int = 0) -> None:
-    atomic.write_bytes(path, encode_gray8(array, level))
+    """Plain write (no temporary file): images and masks only count once ``manifest.csv`` lists them, and it is
+    written last, atomically; an interrupted run leaves no manifest and is regenerated."""
+    with open(path, "wb") as fh:
+        fh.write(encode_gray8(array, level))
 
 
 def _card(params: dict) -> dict:

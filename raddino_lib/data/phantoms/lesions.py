@@ -33,7 +33,7 @@ SIZES_MM: dict[str, tuple[tuple[float, float], ...]] = {
     "Atelectasis": ((60.0, 75.0), (75.0, 95.0), (95.0, 115.0)),  # length of the plate
     "Effusion": ((35.0, 50.0), (50.0, 80.0), (80.0, 120.0)),  # height of the meniscus above the recess
     "Pneumothorax": ((10.0, 18.0), (18.0, 30.0), (30.0, 45.0)),  # depth of the apical-lateral rim
-    "Pleural_Thickening": ((6.0, 9.0), (9.0, 13.0), (13.0, 18.0)),  # thickness of the peel
+    "Pleural_Thickening": ((8.0, 11.0), (11.0, 15.0), (15.0, 20.0)),  # thickness of the peel
     "Hernia": ((55.0, 65.0), (65.0, 80.0), (80.0, 95.0)),  # diameter of the retrocardiac sac
     "Infiltration": ((0.10, 0.14), (0.14, 0.20), (0.20, 0.28)),  # share of the lung covered (not mm)
 }
@@ -103,7 +103,7 @@ def _nodule(an, lesion, rng, c, z):
             continue
         centres.append(p)
         out = np.maximum(out, _ball(an, *p, 0.5 * size_mm("Nodule", lesion, rng, z)))
-    an.base += c * 0.45 * out
+    an.base += c * 0.60 * out
     return (out > 0.3) & an.lung
 
 
@@ -147,8 +147,8 @@ def _pleural_thickening(an, lesion, rng, c, z):
     zone = (step(b.apex_y + 70.0 - an.grid.Y, 8.0) if apical else
             step(an.A - 0.55 * b.thorax_w, 5.0) * step(an.grid.Y - b.carina_y, 10.0))
     peel = step(width - an.pleura, 1.5) * on * zone * an.lung
-    an.base += c * 0.35 * peel
-    _opacify(an, peel, c, 0.8)
+    an.base += c * 0.50 * peel
+    _opacify(an, peel, c, 0.9)
     return (peel > 0.5) & an.lung
 
 
@@ -187,8 +187,8 @@ def _infiltration(an, lesion, rng, c, z):
     share = min(size_mm("Infiltration", lesion, rng, z), 0.9)
     level = float(np.quantile(noise[region], 1.0 - share))  # the top ``share`` of the lung, in patches
     patches = step(noise - level, 0.25) * region
-    _opacify(an, patches, c, 0.8)
-    an.base += c * 0.06 * patches
+    _opacify(an, patches, c, 1.0)
+    an.base += c * 0.12 * patches
     return (patches > 0.5) & an.lung
 
 
@@ -212,7 +212,7 @@ def _edema(an, lesion, rng, c, z):
     _opacify(an, haze, c, 0.5 + 0.15 * lesion.severity)
     kerley = band(frac(an.grid.Y / 8.0) - 0.5, 0.08, 0.03) * step(25.0 - an.pleura, 3.0)
     an.base += c * 0.15 * (lesion.severity >= 2) * kerley * step(an.grid.Y - an.body.carina_y - 80.0, 5.0) * an.lung
-    an.vessels *= 1.0 + 0.5 * lesion.severity * c  # vascular redistribution
+    an.vessels *= 1.0 + 0.3 * lesion.severity * c  # vascular redistribution
     return None
 
 
@@ -230,7 +230,7 @@ def _fibrosis(an, lesion, rng, c, z):
     net = np.clip((np.cos((an.grid.X + wobble) / 4.0) - 0.75) / 0.25, 0, 1)
     net += np.clip((np.cos((an.grid.Y - wobble) / 5.0) - 0.75) / 0.25, 0, 1)
     zone = step(40.0 - an.pleura, 8.0) * step(an.grid.Y - an.body.carina_y - 40.0, 15.0) * _on(an, lesion) * an.lung
-    an.base += c * (0.15 + 0.06 * lesion.severity) * net * zone
+    an.base += c * (0.22 + 0.08 * lesion.severity) * net * zone
     return None
 
 

@@ -30,9 +30,19 @@ def draw_skeleton(b: Body, grid: Grid, U: np.ndarray, A: np.ndarray, Y: np.ndarr
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(bone attenuation (S, S) float32, rib mask (S, S) bool)."""
     post, post_mask, ant, ant_mask, cartilage = _ribs(b, A, Y, rng, grid.size)
-    bone = 0.12 * post + 0.06 * ant + 0.15 * cartilage
-    bone += _spine(b, U, Y, rng) + _clavicles(b, A, Y) + _scapulae(b, A, Y)
-    bone += 0.35 * disc(A, Y, b.thorax_w + 48.0, b.apex_y + 8.0, 27.0, 30.0, edge=0.1)  # humeral heads
+    bone = 0.12 * post + 0.06 * ant + 0.12 * cartilage
+    m, tw = b.mid, b.thorax_w
+    # the other bones are drawn on the pixels of their bounding boxes only
+    s = grid.window(m - 45.0, m + 45.0, -250.0, 250.0)
+    bone[s] += _spine(b, U[s], Y[s], rng)
+    s = grid.window(m - tw - 60.0, m + tw + 60.0, b.clavicle_y - 50.0, b.clavicle_y + 25.0)
+    bone[s] += _clavicles(b, A[s], Y[s])
+    s = grid.window(m - tw - 60.0, m + tw + 60.0, b.apex_y - 15.0, b.apex_y + 140.0)
+    bone[s] += _scapulae(b, A[s], Y[s])
+    for side in (-1.0, 1.0):  # humeral heads
+        cx = m + side * (tw + 48.0)
+        s = grid.window(cx - 30.0, cx + 30.0, b.apex_y - 25.0, b.apex_y + 40.0)
+        bone[s] += 0.35 * disc(U[s], Y[s], side * (tw + 48.0), b.apex_y + 8.0, 27.0, 30.0, edge=0.1)
     return bone, post_mask | ant_mask
 
 

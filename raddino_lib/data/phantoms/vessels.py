@@ -1,7 +1,7 @@
 """Pulmonary arteries: trees that branch from each hilum and taper towards the periphery.
 
 Each lung gets three lobar trunks (upper, middle or lingular, lower) leaving
-its hilum; every branch ends in two (sometimes three) children that are
+its hilum; every branch ends in two children that are
 shorter, thinner (x 0.7) and diverge by 15-35 degrees, for three more
 generations. A branch whose end would leave the lung is shortened once, then
 dropped, so the markings stop short of the pleura, as on a normal film.
@@ -61,10 +61,9 @@ def _end(grid: Grid, lung: np.ndarray, start: tuple[float, float], side: int, th
 def _branch(out: list, grid: Grid, lung: np.ndarray, rng: np.random.Generator, start: tuple[float, float],
             side: int, theta: float, length: float, radius: float, generations: int) -> None:
     """Append the children of a branch ending at ``start`` (and theirs, recursively) to ``out``."""
-    n = 3 if rng.random() < 0.25 else 2
     spread = math.radians(rng.uniform(15.0, 35.0))
-    for i in range(n):
-        child = theta + spread * (2.0 * i / (n - 1) - 1.0) + rng.normal(0.0, 0.1)
+    for i in range(2):
+        child = theta + spread * (2 * i - 1) + rng.normal(0.0, 0.1)
         end = _end(grid, lung, start, side, child, length * rng.uniform(0.85, 1.1))
         if end is None:
             continue
