@@ -70,7 +70,8 @@ SMOKE = Profile(
     name="smoke",
     description="every notebook executes on 2 CPU cores in a few minutes (CI)",
     sections={
-        "phantoms": {"n_images": 320, "image_size": 64, "seed": 0, "balanced": True, "difficulty_epochs": 3},
+        "phantoms": {"n_images": 320, "image_size": 64, "probe_image_size": 64, "seed": 0, "balanced": True,
+                     "difficulty_epochs": 3},
         "pretrain": {**_backbone("vit_tiny", 8, 4), "global_crop_size": 64, "local_crop_size": 32,
                      "n_local_crops": 4, "batch_size": 16, "max_steps": 30, "out_dim": 1024, "seed": 0,
                      **SHORT_RUN_TEACHER},
@@ -88,7 +89,8 @@ CPU = Profile(
     description="a laptop (2 cores): SSL against random init and the language-supervised encoder in ~30 minutes",
     sections={
         # phantoms at 96 px: the 64 px crops of pretraining then carry finer detail than the probes see
-        "phantoms": {"n_images": 3000, "image_size": 96, "seed": 0, "balanced": False, "difficulty_epochs": 8},
+        "phantoms": {"n_images": 3000, "image_size": 96, "probe_image_size": 64, "seed": 0, "balanced": False,
+                     "difficulty_epochs": 8},
         "pretrain": {**_backbone("vit_tiny", 8, 4), "global_crop_size": 64, "local_crop_size": 32,
                      "n_local_crops": 4, "batch_size": 32, "max_steps": 300, "out_dim": 1024, "seed": 0,
                      **SHORT_RUN_TEACHER},
@@ -105,7 +107,8 @@ GPU = Profile(
     name="gpu",
     description="one GPU: the paper's claims on phantoms",
     sections={
-        "phantoms": {"n_images": 30000, "image_size": 224, "seed": 0, "balanced": False, "difficulty_epochs": 10},
+        "phantoms": {"n_images": 30000, "image_size": 224, "probe_image_size": 224, "seed": 0, "balanced": False,
+                     "difficulty_epochs": 10},
         "pretrain": {**_backbone("vit_small", 14, 0), "global_crop_size": 224, "local_crop_size": 98,
                      "n_local_crops": 8, "batch_size": 128, "max_steps": 20000, "out_dim": 65536, "seed": 0,
                      **DINOV2_TEACHER},
@@ -125,7 +128,8 @@ PAPER = Profile(
     sections={
         # The paper profile expects a real manifest (pass --manifest) and DINOv2
         # or RAD-DINO weights (pass --init-weights); phantoms are a fallback.
-        "phantoms": {"n_images": 30000, "image_size": 518, "seed": 0, "balanced": False, "difficulty_epochs": 10},
+        "phantoms": {"n_images": 30000, "image_size": 518, "probe_image_size": 518, "seed": 0, "balanced": False,
+                     "difficulty_epochs": 10},
         "pretrain": {**_backbone("vit_base", 14, 0), "global_crop_size": 518, "local_crop_size": 224,
                      "n_local_crops": 8, "batch_size": 40, "max_steps": 35000, "out_dim": 65536, "seed": 0,
                      "preset": "rad-dino", **DINOV2_TEACHER, "centering": "sinkhorn"},

@@ -32,6 +32,7 @@ class PhantomsParams(NotebookParams):  # 00_phantoms_tour
     data_dir: str
     n_images: int
     image_size: int
+    probe_image_size: int
     seed: int
     balanced: bool
     difficulty_epochs: int

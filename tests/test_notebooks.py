@@ -124,9 +124,16 @@ def test_smoke_phantoms_tour(smoke_run):
     assert n_rows == get_profile("smoke").params("phantoms")["n_images"]
     table = res["table"]
     assert {"random_linear", "supervised_cnn"} <= set(table)
-    for encoder in ("random_linear", "supervised_cnn"):
-        cell = next(iter(table[encoder].values()))
-        assert _cell_ok(cell) and 0.0 <= cell["value"] <= 1.0
+    for encoder in ("random_linear", "supervised_cnn"):  # floor and ceiling: AUROCs in [0, 1], R² at most 1
+        cells = table[encoder]
+        assert all(_cell_ok(cells[k]) and 0.0 <= cells[k]["value"] <= 1.0 for k in ("macro_auroc", "sex_auroc"))
+        assert _cell_ok(cells["age_r2"]) and cells["age_r2"]["value"] <= 1.0
+    assert set(res["global_statistics_leak"]) == {"sex_auroc", "age_r2"}
+    from raddino_lib.data.manifest import read_manifest
+    from raddino_lib.data.schema import ANATOMY, mask_column
+
+    df = read_manifest(manifest)
+    assert all((df[mask_column(s)] != "").all() for s in ANATOMY)  # organs, ribs and lung zones on every image
 
 
 @pytest.mark.slow

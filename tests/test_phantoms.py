@@ -13,7 +13,7 @@ from raddino_lib.data.phantoms.knobs import CXR14_NO_FINDING, CXR14_PREVALENCE, 
 from raddino_lib.data.phantoms.patients import sample_case
 from raddino_lib.data.phantoms.png import encode_gray8
 from raddino_lib.data.phantoms.reports import write_report
-from raddino_lib.data.schema import CXR14_FINDINGS, FINDINGS, label_column, mask_column, reported_column
+from raddino_lib.data.schema import ANATOMY, CXR14_FINDINGS, FINDINGS, label_column, mask_column, reported_column
 
 
 def _cases(n, balanced=False, seed=0, **knobs):
@@ -51,9 +51,13 @@ def test_manifest_passes_validation_and_files_match_the_contract(dataset):
     assert all(c in df.columns for c in map(reported_column, FINDINGS))
     img = np.asarray(Image.open(df["abs_path"].iloc[0]))
     assert img.dtype == np.uint8 and img.shape == (48, 48)
-    for s in ("left_lung", "right_lung", "heart"):
-        mask = np.asarray(Image.open(df[f"abs_mask_{s}"].iloc[0]))
-        assert mask.shape == (48, 48) and set(np.unique(mask)) <= {0, 255} and mask.any()
+    for s in ANATOMY:  # organs, ribs and the six lung zones on every image
+        for path in df[f"abs_mask_{s}"]:
+            mask = np.asarray(Image.open(path))
+            assert mask.shape == (48, 48) and set(np.unique(mask)) <= {0, 255} and mask.any(), (s, path)
+    devices = df[label_column("Support Devices")] == 1
+    assert devices.any() and (df.loc[devices, mask_column("Support Devices")] != "").all()
+    assert (df.loc[~devices, mask_column("Support Devices")] == "").all()
     assert "\n" not in "".join(df["report"]) and dataset.read_text().count("\n") == 25
 
 
@@ -102,6 +106,23 @@ def test_reports_describe_findings_never_patient_factors():
         for f in CXR14_FINDINGS:
             if f not in case.findings:
                 assert reported[f] == 0, (f, text)
+
+
+def test_hedges_are_standard_uncertainty_phrases_and_stay_hedged_in_the_impression():
+    from raddino_lib.data.phantoms.reports import HEDGES, UNCERTAIN_WORDS
+
+    uncertain = re.compile("|".join(UNCERTAIN_WORDS))
+    assert all(uncertain.search(h.format("x")) for h in HEDGES) and any("likely" in h for h in HEDGES)
+    for _, text, reported in _cases(400, balanced=True, hedged_fraction=0.0):  # stated findings: no hedge word
+        assert not uncertain.search(text.lower()), text
+        assert -1 not in reported.values()
+    for _, text, reported in _cases(400, balanced=True, hedged_fraction=1.0):  # everything hedged, everywhere
+        assert all(reported[f] in (0, -1) for f in CXR14_FINDINGS), (text, reported)
+        n_hedged = sum(reported[f] == -1 for f in CXR14_FINDINGS)
+        if n_hedged:
+            impression = [s for s in text.split(" IMPRESSION: ")[1].split(". ") if s]
+            assert len(impression) == n_hedged, text  # one sentence per reported finding
+            assert all(uncertain.search(s.lower()) for s in impression), text
 
 
 def test_reported_labels_differ_from_truth_at_the_unreported_fraction():
@@ -184,8 +205,13 @@ def test_plots_return_figures(dataset):
     present = tuple(f for f in LOCALIZED_FINDINGS if (df[label_column(f)] == 1).any())[:2]
     figures = [viz.gallery_by_finding(dataset, findings=present, per_finding=1, anatomy=True),
                viz.gallery_by_factor(dataset), viz.image_with_report(dataset), viz.prevalence_chart(dataset),
-               viz.patient_factors(dataset)]
+               viz.patient_factors(dataset), viz.mask_figure(dataset, n=2), viz.factor_effects(size=64),
+               viz.lesion_sizes(sizes=(64, 96))]
     assert all(isinstance(f, Figure) for f in figures)
+    atlas = viz.anatomy_figure(size=128)
+    labels = {t.get_text() for ax in atlas.axes for t in ax.texts}
+    assert {"aortic knob", "carina", "cardiac apex", "right atrial border", "costophrenic angle",
+            "posterior rib", "anterior rib", "clavicle", "scapula", "breast shadow"} <= labels
     axes = figures[0].axes
     assert len(present) == 2 and len(axes) == 2 and all(len(ax.collections) == 4 for ax in axes)  # 3 anatomy + lesion
     plt.close("all")

@@ -29,8 +29,12 @@ CXR14_FINDINGS: tuple[str, ...] = (
 # "Support Devices" (CheXpert / MIMIC vocabulary, also drawn by the phantoms).
 FINDINGS: tuple[str, ...] = CXR14_FINDINGS + ("No Finding", "Support Devices")
 
-# Anatomy masks the phantoms provide for segmentation probing.
-ANATOMY: tuple[str, ...] = ("left_lung", "right_lung", "heart")
+# Anatomy masks the phantoms provide for segmentation probing: organs, ribs and lung zones (RAD-DINO segments
+# lungs, lung zones and ribs). Each lung is split into upper, middle and lower zones of equal height that tile it.
+ORGANS: tuple[str, ...] = ("left_lung", "right_lung", "heart")
+LUNG_ZONES: tuple[str, ...] = tuple(f"{side}_{zone}_zone" for side in ("right", "left")
+                                    for zone in ("upper", "middle", "lower"))
+ANATOMY: tuple[str, ...] = ORGANS + ("ribs",) + LUNG_ZONES
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SEXES: tuple[str, ...] = ("M", "F")

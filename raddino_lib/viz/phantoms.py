@@ -1,8 +1,9 @@
-"""Figures of a phantom dataset: galleries (by finding with mask contours, by sex and age), an image
-beside its report, prevalence against ChestX-ray14 and patient-factor distributions.
+"""Figures of a phantom dataset: a labelled anatomy figure, the anatomy masks (organs, ribs, lung zones,
+devices), galleries (by finding with mask contours, by sex and age), patient-factor effects on one chest,
+an image beside its report, prevalence against ChestX-ray14 and patient-factor distributions.
 
-Every function takes a manifest path (images and masks resolve relative to its folder) and returns
-a matplotlib Figure.
+Dataset figures take a manifest path (images and masks resolve relative to its folder); the anatomy and
+patient-factor figures render phantoms themselves. Every function returns a matplotlib Figure.
 """
 
 from __future__ import annotations
@@ -10,16 +11,22 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
+from raddino_lib.data.phantoms.atlas import anatomy_atlas
+from raddino_lib.data.phantoms.knobs import PhantomKnobs
+from raddino_lib.data.phantoms.patients import Case, Lesion
+from raddino_lib.data.phantoms.render import DEVICE_MASK, render_phantom
 from raddino_lib.data.phantoms.stats import prevalence_table
-from raddino_lib.data.schema import CXR14_FINDINGS, FINDINGS, label_column, mask_column, reported_column
+from raddino_lib.data.schema import CXR14_FINDINGS, FINDINGS, LUNG_ZONES, label_column, mask_column, reported_column
 
 ANATOMY_COLORS = {"right_lung": "tab:cyan", "left_lung": "tab:blue", "heart": "tab:orange"}
+ZONE_COLORS = ("#1f77b4", "#2ca02c", "#d62728")  # upper, middle, lower
 
 
 def _load(manifest: str | Path) -> tuple[pd.DataFrame, Path]:
@@ -138,5 +145,93 @@ def patient_factors(manifest: str | Path) -> Figure:
         counts = df[col].value_counts().sort_index()
         ax.bar(counts.index, counts.values)
         ax.set(xlabel=col)
+    fig.tight_layout()
+    return fig
+
+
+def anatomy_figure(size: int = 320, seed: int = 3) -> Figure:
+    """Two normal PA phantoms (a man, a woman) with their landmarks labelled."""
+    cases = (Case(62.0, "M", 26.0, "PA", "site_a"), Case(38.0, "F", 29.0, "PA", "site_a"))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.8))
+    for ax, case in zip(axes, cases, strict=True):
+        image, _, points = anatomy_atlas(case, size, seed)
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        for right in (False, True):  # labels in a column on each side, pushed apart so that none overlap
+            side = sorted((p for p in points.items() if (p[1][1] > size / 2) == right), key=lambda p: p[1][0])
+            previous = -np.inf
+            for name, (row, col) in side:
+                previous = max(row, previous + 0.05 * size)
+                ax.annotate(name, xy=(col, row), xytext=(size * (1.04 if right else -0.04), previous),
+                            ha="left" if right else "right", va="center", fontsize=8,
+                            arrowprops={"arrowstyle": "-", "color": "tab:red", "lw": 0.8})
+                ax.plot(col, row, ".", color="tab:red", ms=4)
+        ax.set_title(f"{'man' if case.sex == 'M' else 'woman'}, {case.age:g} y, PA", fontsize=9)
+        ax.set_xlim(0, size)
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def mask_figure(manifest: str | Path, n: int = 4) -> Figure:
+    """Rows: images; columns: the image, lungs and heart, ribs, lung zones, findings and devices."""
+    df, root = _load(manifest)
+    with_devices = df[df.get(mask_column(DEVICE_MASK), pd.Series("", index=df.index)) != ""]
+    rows = pd.concat([with_devices.head(1), df.drop(with_devices.head(1).index).head(n - 1)])
+    fig, axes = plt.subplots(len(rows), 5, figsize=(11, 2.3 * len(rows)), squeeze=False)
+    titles = ("image", "lungs, heart", "ribs", "lung zones", "findings, devices")
+    for r, (_, row) in enumerate(rows.iterrows()):
+        image = _image(root, row["path"])
+        for c, ax in enumerate(axes[r]):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.set_axis_off()
+            if r == 0:
+                ax.set_title(titles[c], fontsize=9)
+        for s, color in ANATOMY_COLORS.items():
+            _fill(axes[r][1], root, row[mask_column(s)], color)
+        _fill(axes[r][2], root, row[mask_column("ribs")], "tab:green")
+        for zone in LUNG_ZONES:
+            _fill(axes[r][3], root, row[mask_column(zone)], ZONE_COLORS[("upper", "middle", "lower").index(
+                zone.split("_")[1])])
+        for col in (c for c in df.columns if c.startswith("mask_") and c[5:] in FINDINGS):
+            _fill(axes[r][4], root, row[col], "gold" if col[5:] == DEVICE_MASK else "red")
+    fig.tight_layout()
+    return fig
+
+
+def _fill(ax: plt.Axes, root: Path, rel: str, color: str, alpha: float = 0.45) -> None:
+    if rel:
+        mask = _image(root, rel) > 127
+        ax.imshow(np.ma.masked_where(~mask, mask), cmap=matplotlib.colors.ListedColormap([color]), alpha=alpha,
+                  vmin=0, vmax=1, interpolation="nearest")
+
+
+def factor_effects(size: int = 224, seed: int = 5) -> Figure:
+    """One chest (same random draws) under different patient factors: age (top row), sex, BMI and view."""
+    knobs = PhantomKnobs()
+    rows = [[Case(age, "M", 26.0, "PA", "site_a") for age in (22.0, 45.0, 65.0, 88.0)],
+            [Case(45.0, "M", 21.0, "PA", "site_a"), Case(45.0, "F", 21.0, "PA", "site_a"),
+             Case(45.0, "F", 36.0, "PA", "site_a"), Case(45.0, "F", 36.0, "AP", "site_a")]]
+    fig, axes = plt.subplots(2, 4, figsize=(12, 6.4))
+    for r, cases in enumerate(rows):
+        for ax, case in zip(axes[r], cases, strict=True):
+            image, _ = render_phantom(case, size, np.random.default_rng(seed), knobs)
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.set_title(f"{case.sex}, {case.age:g} y, BMI {case.bmi:g}, {case.view}", fontsize=9)
+            ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def lesion_sizes(sizes: tuple[int, ...] = (64, 128, 224), seed: int = 2) -> Figure:
+    """The same lesions at several image sizes: they keep their size in millimetres of the film."""
+    case = Case(55.0, "M", 26.0, "PA", "site_a", {"Mass": Lesion("left", 2), "Nodule": Lesion("right", 2)})
+    fig, axes = plt.subplots(1, len(sizes), figsize=(3.2 * len(sizes), 3.4))
+    for ax, size in zip(axes, sizes, strict=True):
+        image, masks = render_phantom(case, size, np.random.default_rng(seed), PhantomKnobs())
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        for name in ("Mass", "Nodule"):
+            ax.contour(masks[name], levels=[0.5], colors=["red"], linewidths=0.8)
+        ax.set_title(f"{size} px", fontsize=9)
+        ax.set_axis_off()
     fig.tight_layout()
     return fig

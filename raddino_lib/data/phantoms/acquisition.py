@@ -1,5 +1,12 @@
-"""From attenuation to an 8-bit radiograph: blur, detector noise, exposure,
-each site's display curve, collimation border and the side marker.
+"""From attenuation to an 8-bit radiograph: blur, exposure recognition,
+detector noise, each site's display curve, collimation border and side marker.
+
+Exposure recognition does what a digital reader's histogram analysis does: it
+maps the image's own grey-level distribution onto a fixed reference
+distribution (with a random exposure jitter), so brightness and contrast say
+nothing about the patient - a large, dense or old chest does not come out
+globally brighter or darker; only its anatomy differs. Detector noise grows
+with the patient's habitus (BMI) and differs by site.
 
 Sites differ in display curve (window and gamma), noise, blur, collimation and
 where the technologist puts the "L"/"R" marker, so a probe can tell them apart
@@ -27,11 +34,21 @@ class Site:
 
 
 SITES: dict[str, Site] = {
-    "site_a": Site((0.02, 1.45), 1.00, 0.020, 0.7, 0.02, "L", (0.80, -0.85)),
-    "site_b": Site((0.05, 1.60), 0.80, 0.035, 0.5, 0.05, "R", (-0.82, -0.86)),
-    "site_c": Site((-0.05, 1.35), 1.30, 0.025, 1.1, 0.08, "L", (0.82, 0.86)),
-    "site_d": Site((0.00, 1.55), 1.10, 0.045, 0.9, 0.00, "R", (-0.80, 0.84)),
+    "site_a": Site((-0.02, 1.02), 1.00, 0.020, 0.7, 0.02, "L", (0.80, -0.85)),
+    "site_b": Site((0.00, 1.10), 0.80, 0.035, 0.5, 0.05, "R", (-0.82, -0.86)),
+    "site_c": Site((-0.06, 0.98), 1.30, 0.025, 1.1, 0.08, "L", (0.82, 0.86)),
+    "site_d": Site((-0.03, 1.06), 1.10, 0.045, 0.9, 0.00, "R", (-0.80, 0.84)),
 }
+
+# Reference grey-level distribution of exposure recognition: the signal (0 = black, 1 = white) at the
+# percentiles REFERENCE_PERCENTILES of a normal chest (the mean quantile curve of 169 normal phantoms, 112 px).
+# Knots are denser in the tails, so that no part of the histogram is left free to vary with the patient.
+REFERENCE_PERCENTILES = np.array([0, 0.1, 0.25, 0.5, 1, 2, 3, 4, 6, 8, 10, 13, 16, 20, 25, 30, 35, 40, 45, 50, 55,
+                                  60, 65, 70, 75, 80, 84, 88, 91, 94, 96, 97.5, 98.5, 99, 99.5, 99.75, 99.9, 100])
+REFERENCE_SIGNAL = np.array([0.000, 0.000, 0.000, 0.001, 0.002, 0.011, 0.032, 0.055, 0.094, 0.132, 0.161, 0.196,
+                             0.225, 0.254, 0.286, 0.314, 0.341, 0.370, 0.398, 0.426, 0.455, 0.485, 0.519, 0.556,
+                             0.583, 0.622, 0.655, 0.685, 0.708, 0.734, 0.756, 0.774, 0.792, 0.808, 0.840, 0.894,
+                             0.932, 1.000])
 
 
 def blur(attenuation: np.ndarray, site_name: str, size: int) -> np.ndarray:
@@ -41,16 +58,26 @@ def blur(attenuation: np.ndarray, site_name: str, size: int) -> np.ndarray:
     return gaussian_filter(attenuation, sigma=sigma, mode="nearest") if sigma >= 0.3 else attenuation
 
 
-def expose(attenuation: np.ndarray, site_name: str, view: str, rng: np.random.Generator,
-           noise_scale: float = 1.0) -> np.ndarray:
-    """(S, S) attenuation → (S, S) uint8 radiograph (bones and mediastinum bright, lungs dark)."""
+def recognise_exposure(attenuation: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(s, s) attenuation → (s, s) signal in about [0, 1] whose distribution is the reference one, up to a
+    random exposure jitter (gamma, gain, offset) that does not depend on the patient."""
+    flat = np.sort(attenuation, axis=None)
+    idx = np.round(REFERENCE_PERCENTILES / 100.0 * (flat.size - 1)).astype(int)
+    knots = flat[idx] + np.arange(len(idx), dtype=np.float32) * np.float32(1e-6)  # strictly increasing
+    target = REFERENCE_SIGNAL ** rng.lognormal(0.0, 0.08) * rng.uniform(0.93, 1.04) + rng.normal(0.0, 0.015)
+    return np.interp(attenuation, knots, target).astype(np.float32)
+
+
+def expose(signal: np.ndarray, site_name: str, rng: np.random.Generator, noise_scale: float = 1.0,
+           noise_factor: float = 1.0) -> np.ndarray:
+    """(S, S) signal from :func:`recognise_exposure` → (S, S) uint8 radiograph (bones and mediastinum bright,
+    lungs dark). ``noise_factor``: the patient's habitus (BMI) multiplies the detector noise."""
     site = SITES[site_name]
-    size = attenuation.shape[0]
+    size = signal.shape[0]
     x = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
-    exposure = rng.uniform(0.9, 1.1) * (1.08 if view == "AP" else 1.0)  # AP: less penetrated
-    a = attenuation * np.float32(exposure) + (0.04 * rng.uniform(-1, 1)) * x[None, :]  # exposure, heel effect
+    a = signal + np.float32(0.03 * rng.uniform(-1, 1)) * x[None, :]  # heel effect
     noise = rng.standard_normal(a.shape, dtype=np.float32)
-    noise *= np.float32(site.noise * noise_scale) * (0.6 + 0.6 * a)
+    noise *= np.float32(site.noise * noise_scale * noise_factor) * (0.6 + 0.6 * a)
     a += noise
     lo, hi = site.window
     v = np.clip((a - lo) * np.float32((LUT_SIZE - 1) / (hi - lo)), 0.0, LUT_SIZE - 1).astype(np.uint16)

@@ -24,7 +24,7 @@ from raddino_lib.data.manifest import assign_splits, write_manifest
 from raddino_lib.data.phantoms.knobs import GENERATOR_VERSION, LOCALIZED_FINDINGS, PhantomKnobs
 from raddino_lib.data.phantoms.patients import sample_case
 from raddino_lib.data.phantoms.png import encode_gray8
-from raddino_lib.data.phantoms.render import render_phantom
+from raddino_lib.data.phantoms.render import DEVICE_MASK, render_phantom
 from raddino_lib.data.phantoms.reports import write_report
 from raddino_lib.data.schema import FINDINGS, label_column, mask_column, reported_column
 
@@ -123,15 +123,18 @@ def _make_one(task: tuple[Path, int, dict]) -> dict[str, Any]:
     row.update({label_column(f): labels[f] for f in FINDINGS})
     row.update({reported_column(f): reported[f] for f in FINDINGS})
     for name, mask in masks.items():
-        rel = f"masks/{image_id}_{name}.png"
+        rel = f"masks/{image_id}_{name.replace(' ', '_')}.png"
         _write_png(out / rel, mask.astype(np.uint8) * np.uint8(255), level=1)
         row[mask_column(name)] = rel
-    row.update({mask_column(f): "" for f in LOCALIZED_FINDINGS if mask_column(f) not in row})
+    row.update({mask_column(f): "" for f in (*LOCALIZED_FINDINGS, DEVICE_MASK) if mask_column(f) not in row})
     return row
 
 
 def _write_png(path: Path, array: np.ndarray, level: int = 0) -> None:
-    atomic.write_bytes(path, encode_gray8(array, level))
+    """Plain write (no temporary file): images and masks only count once ``manifest.csv`` lists them, and it is
+    written last, atomically; an interrupted run leaves no manifest and is regenerated."""
+    with open(path, "wb") as fh:
+        fh.write(encode_gray8(array, level))
 
 
 def _card(params: dict) -> dict:
@@ -141,6 +144,6 @@ def _card(params: dict) -> dict:
         "generator": "raddino_lib.data.phantoms.generate",
         "params": params,
         "layout": {"images": "images/<image_id>.png (8-bit grayscale)",
-                   "masks": "masks/<image_id>_<structure or finding>.png (0/255)",
+                   "masks": "masks/<image_id>_<structure or finding>.png (0/255; spaces in names as _)",
                    "manifest": "manifest.csv"},
     }

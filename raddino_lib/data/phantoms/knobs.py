@@ -14,7 +14,7 @@ from typing import Any
 
 from raddino_lib.data.schema import CXR14_FINDINGS
 
-GENERATOR_VERSION = 1  # bump when pixels or rows of an existing (n, size, seed, knobs) change
+GENERATOR_VERSION = 2  # bump when pixels or rows of an existing (n, size, seed, knobs) change
 
 # ChestX-ray14 prevalence per image (PAPERS.md), 112,120 images.
 CXR14_PREVALENCE: dict[str, float] = {

@@ -18,7 +18,8 @@ SIDES = ("right", "left", "bilateral")  # the patient's side (right = image left
 SEVERITIES = (1, 2, 3)  # mild, moderate, severe
 SITE_NAMES = ("site_a", "site_b", "site_c", "site_d")
 SITE_WEIGHTS = (0.40, 0.30, 0.20, 0.10)
-DEVICES = ("ett", "central_line", "ng_tube", "pacemaker")
+DEVICES = ("ett", "central_line", "ng_tube", "pacemaker", "chest_tube")
+CHEST_TUBE_WITH_PNEUMOTHORAX = 0.3  # share of pneumothoraces already drained when filmed
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ def sample_case(rng: np.random.Generator, balanced: bool, knobs: K.PhantomKnobs)
     if rng.random() < p_dev:
         k = 1 + int(rng.random() < 0.35)
         devices = tuple(sorted(rng.choice(DEVICES, size=k, replace=False).tolist()))
+    if "Pneumothorax" in findings and "chest_tube" not in devices and rng.random() < CHEST_TUBE_WITH_PNEUMOTHORAX:
+        devices = tuple(sorted((*devices, "chest_tube")))
     return Case(age=round(age, 1), sex=sex, bmi=round(bmi, 1), view=view, site=site, findings=findings,
                 devices=devices)
 

@@ -5,22 +5,24 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from raddino_lib.data.phantoms.acquisition import blur, expose
+from raddino_lib.data.phantoms.acquisition import blur, expose, recognise_exposure
 from raddino_lib.data.phantoms.anatomy import render_anatomy
+from raddino_lib.data.phantoms.body import sample_body
+from raddino_lib.data.phantoms.devices import draw_devices
 from raddino_lib.data.phantoms.knobs import PhantomKnobs
 from raddino_lib.data.phantoms.lesions import draw_findings
+from raddino_lib.data.phantoms.masks import lung_zones
 from raddino_lib.data.phantoms.patients import Case
-from raddino_lib.data.phantoms.shapes import base_grid
+from raddino_lib.data.phantoms.shapes import Grid, make_grid
+
+DEVICE_MASK = "Support Devices"
 
 
-def jittered_grid(size: int, rng: np.random.Generator, magnification: float) -> tuple[np.ndarray, np.ndarray]:
-    """Base grid under a small random rotation, scale and shift (patient positioning). (S, S) each."""
-    x0, y0 = base_grid(size)
+def jittered_grid(size: int, rng: np.random.Generator, magnification: float) -> Grid:
+    """Pixel grid under a small random rotation, scale and shift (patient positioning)."""
     angle = rng.normal(0.0, 0.03)
-    s = magnification * rng.uniform(0.95, 1.04)
-    tx, ty = rng.normal(0.0, 0.025), rng.normal(0.0, 0.025)
-    c, sn = np.cos(angle) / s, np.sin(angle) / s
-    return (c * x0 - sn * y0 + tx).astype(np.float32), (sn * x0 + c * y0 + ty).astype(np.float32)
+    scale = magnification * rng.uniform(0.95, 1.04)
+    return make_grid(size, angle, scale, (rng.normal(0.0, 0.025), rng.normal(0.0, 0.025)))
 
 
 def render_phantom(case: Case, size: int, rng: np.random.Generator, knobs: PhantomKnobs
@@ -28,18 +30,27 @@ def render_phantom(case: Case, size: int, rng: np.random.Generator, knobs: Phant
     """(S, S) uint8 radiograph and {structure or finding: (S, S) bool mask}.
 
     Structures: "right_lung", "left_lung" (the patient's sides; the left lung is on the image right),
-    "heart"; findings: the localized ones present in ``case``.
+    "heart", "ribs", the six lung zones (``schema.LUNG_ZONES``); the localized findings present in ``case``;
+    "Support Devices" when the case has devices.
     """
     inner = internal_size(size)
-    x, y = jittered_grid(inner, rng, 1.05 if case.view == "AP" else 1.0)
-    an = render_anatomy(case, x, y, rng)
+    body = sample_body(case, rng)
+    grid = jittered_grid(inner, rng, 1.05 if case.view == "AP" else 1.0)
+    an = render_anatomy(body, grid, rng)
     finding_masks = draw_findings(an, case, rng, knobs)
+    ptx = case.findings.get("Pneumothorax")
+    devices = draw_devices(an, case.devices, rng, {"left": 1, "right": -1}.get(ptx.side) if ptx else None)
     attenuation = blur(an.base - an.air + an.vessels + an.bone, case.site, inner)
-    image = expose(_resize(attenuation, size), case.site, case.view, rng, knobs.noise_scale)
-    left = an.sgn > 0
-    masks = {"left_lung": an.lung & left, "right_lung": an.lung & ~left, "heart": an.heart, **finding_masks}
+    signal = recognise_exposure(attenuation, rng)
+    image = expose(_resize(signal, size), case.site, rng, knobs.noise_scale, body.noise_factor)
+    left = an.side > 0
+    masks = {"left_lung": an.lung & left, "right_lung": an.lung & ~left, "heart": an.heart, "ribs": an.ribs,
+             **finding_masks}
+    if devices is not None:
+        masks[DEVICE_MASK] = devices
     if inner != size:
         masks = _resize_masks(masks, size)
+    masks.update(lung_zones(masks["right_lung"], masks["left_lung"]))
     return image, masks
 
 

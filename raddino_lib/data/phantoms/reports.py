@@ -3,9 +3,12 @@
 Reports never mention age, sex, view or site (the metadata RAD-DINO shows
 image-only encoders capture and text-supervised ones miss). Like real reports
 they are noisy: a fraction of present findings goes unreported, some are
-hedged ("possible ..."), phrasing varies (synonyms, negations, severity,
-laterality). ``reported`` records what the text states: 1 stated, -1 hedged,
-0 negated or not mentioned. The text is one line (the CSV stays one row per line).
+hedged, phrasing varies (synonyms, negations, severity, laterality).
+``reported`` records what the text states: 1 stated, -1 hedged, 0 negated or
+not mentioned. Hedges use the standard uncertainty phrasings report labelers
+know ("possible", "may represent", "cannot be excluded", "likely"); a stated
+finding is never worded with them, and a hedged finding stays hedged in the
+IMPRESSION. The text is one line (the CSV stays one row per line).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from raddino_lib.data.phantoms.knobs import PhantomKnobs
+from raddino_lib.data.phantoms.lesions import SIZES_MM
 from raddino_lib.data.phantoms.patients import Case, Lesion
 from raddino_lib.data.schema import CXR14_FINDINGS, FINDINGS
 
@@ -23,7 +27,8 @@ ADVERB = {1: ("mildly", "slightly"), 2: ("moderately",), 3: ("markedly", "severe
 # Noun phrases per finding ({side}, {size}, {degree}, {mm}, {cm} are filled in); the first ones are the plainest.
 PHRASES: dict[str, tuple[str, ...]] = {
     "Atelectasis": ("{side} basilar atelectasis", "plate-like atelectasis at the {side} base",
-                    "{degree} {side} lower lobe atelectasis", "linear opacity at the {side} base, likely atelectasis"),
+                    "{degree} {side} lower lobe atelectasis", "linear opacity at the {side} base consistent with "
+                    "atelectasis"),
     "Cardiomegaly": ("cardiomegaly", "{degree} cardiomegaly", "enlarged cardiac silhouette",
                      "{adverb} enlarged heart"),
     "Consolidation": ("{side} lung consolidation", "{degree} airspace consolidation in the {side} lung",
@@ -38,9 +43,10 @@ PHRASES: dict[str, tuple[str, ...]] = {
     "Hernia": ("hiatal hernia", "retrocardiac soft tissue density with an air-fluid level, a hiatal hernia"),
     "Infiltration": ("{side} lung infiltrate", "ill-defined {side} lung opacities", "patchy {side} infiltrates"),
     "Mass": ("{side} lung mass", "{cm} cm mass in the {side} lung", "{size} {side} pulmonary mass"),
-    "Nodule": ("{side} lung nodule", "{mm} mm nodule in the {side} lung", "small {side} pulmonary nodule"),
+    "Nodule": ("{side} lung nodules", "multiple nodules in the {side} lung, the largest {mm} mm",
+               "several {side} pulmonary nodules"),
     "Pleural_Thickening": ("{side} pleural thickening", "{degree} {side} pleural thickening"),
-    "Pneumonia": ("{side} pneumonia", "patchy {side} lower lung opacity concerning for pneumonia",
+    "Pneumonia": ("{side} pneumonia", "patchy {side} lower lung opacity consistent with pneumonia",
                   "{side} lower lobe pneumonia"),
     "Pneumothorax": ("{side} pneumothorax", "{size} {side} pneumothorax",
                      "{side} pneumothorax with a visible pleural line"),
@@ -50,6 +56,7 @@ DEVICE_PHRASES: dict[str, tuple[str, ...]] = {
     "central_line": ("central venous catheter with the tip in the SVC", "central line in place"),
     "ng_tube": ("enteric tube coursing below the diaphragm", "nasogastric tube in the stomach"),
     "pacemaker": ("left chest wall pacemaker with leads projecting over the heart", "cardiac pacemaker"),
+    "chest_tube": ("chest tube in place", "pleural drain with its tip towards the apex"),
 }
 NEGATIONS: dict[str, tuple[str, ...]] = {
     "Effusion": ("no pleural effusion", "no effusion", "costophrenic angles are sharp"),
@@ -58,7 +65,9 @@ NEGATIONS: dict[str, tuple[str, ...]] = {
     "Cardiomegaly": ("heart size is normal", "normal cardiac silhouette", "no cardiomegaly"),
     "Edema": ("no pulmonary edema", "no edema"),
 }
-HEDGES = ("possible {}", "cannot exclude {}", "questionable {}", "findings may represent {}")
+HEDGES = ("possible {}", "{} cannot be excluded", "findings may represent {}", "likely {}")
+UNCERTAIN_WORDS = ("possible", "cannot be excluded", "may represent", "likely", "questionable", "cannot exclude",
+                   "probable", "concerning for", "suspicious for", "suggestive of")  # never in a stated phrase
 NORMAL = ("no acute cardiopulmonary process", "no acute cardiopulmonary abnormality", "normal chest radiograph")
 SIDE_WORDS = {"right": ("right",), "left": ("left",), "bilateral": ("bilateral",)}
 
@@ -71,12 +80,14 @@ def write_report(case: Case, rng: np.random.Generator, knobs: PhantomKnobs) -> t
         if rng.random() < knobs.unreported_fraction:
             continue
         phrase = _phrase(rng, PHRASES[name], case.findings[name])
-        if rng.random() < knobs.hedged_fraction:
-            phrase, reported[name] = _pick(rng, HEDGES).format(phrase), -1
+        short = phrase if len(phrase) < 40 else _phrase(rng, PHRASES[name][:1], case.findings[name])
+        if rng.random() < knobs.hedged_fraction:  # the IMPRESSION keeps the same hedge
+            hedge = _pick(rng, HEDGES)
+            phrase, short, reported[name] = hedge.format(phrase), hedge.format(short), -1
         else:
             reported[name] = 1
         sentences.append(phrase)
-        impression.append(phrase if len(phrase) < 40 else _phrase(rng, PHRASES[name][:1], case.findings[name]))
+        impression.append(short)
     if case.devices and rng.random() >= knobs.unreported_fraction:
         sentences += [_pick(rng, DEVICE_PHRASES[d]) for d in case.devices]
         reported["Support Devices"] = 1
@@ -102,7 +113,8 @@ def _phrase(rng: np.random.Generator, options: tuple[str, ...], lesion: Lesion) 
     sev = lesion.severity
     return _pick(rng, options).format(
         side=_pick(rng, SIDE_WORDS[lesion.side]), size=_pick(rng, SIZE[sev]), degree=_pick(rng, DEGREE[sev]),
-        adverb=_pick(rng, ADVERB[sev]), mm=4 + 4 * sev + int(rng.integers(0, 4)), cm=2 + sev + int(rng.integers(0, 2)),
+        adverb=_pick(rng, ADVERB[sev]), mm=int(rng.uniform(*SIZES_MM["Nodule"][sev - 1])),
+        cm=round(rng.uniform(*SIZES_MM["Mass"][sev - 1]) / 10.0),
     )
 
 
