@@ -247,3 +247,17 @@ def test_cli_info_convert_export(hf_folder, tmp_path, capsys):
     assert info["spec"]["embed_dim"] == 64 and info["digest"] == file_digest(hf_folder)
     x = torch.randn(1, 3, 32, 32)
     assert torch.allclose(_ours(load_backbone(out_dir), x), _ours(load_backbone(hf_folder), x), atol=ATOL)
+
+
+def test_a_header_length_whose_low_byte_is_pickle_magic_still_loads(tmp_path):
+    """The header length is the file's first 8 bytes; a low byte of 0x80 (pickle's magic) must not be refused."""
+    model = create_backbone("vit_tiny", patch_size=8, img_size=32, depth=1)
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    path = tmp_path / "backbone.safetensors"
+    for pad in range(0, 256 * 8, 8):
+        save_file(sd, path, metadata={"raddino": json.dumps({"backbone": backbone_spec(model)}), "pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(_ours(load_backbone(path), x), _ours(model, x))

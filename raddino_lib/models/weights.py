@@ -179,13 +179,17 @@ def _refuse_non_safetensors(path: Path) -> None:
     """Recognise pickles / zip archives by their first bytes and refuse them with advice."""
     with open(path, "rb") as fh:
         head = fh.read(9)
+    # A safetensors file is an 8-byte little-endian header length and a JSON header: "{" at byte 8. That
+    # structure is checked first, because a header length whose low byte is 0x80 (or 0x50 0x4B) would
+    # otherwise read as a pickle's (or a zip archive's) magic bytes.
+    if len(head) == 9 and head[8:9] == b"{":
+        return
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise BackboneFormatError(
             f"{path} is a PyTorch pickle (.pt/.pth/.bin); pickles can execute code and are never loaded here. "
             "Convert it once, in an environment you trust, with safetensors.torch.save_file(state_dict, "
             f"'backbone.safetensors'); {ACCEPTED_FORMATS}")
-    if len(head) < 9 or head[8:9] != b"{":
-        raise BackboneFormatError(f"{path} is not a safetensors file; {ACCEPTED_FORMATS}")
+    raise BackboneFormatError(f"{path} is not a safetensors file; {ACCEPTED_FORMATS}")
 
 
 def _spec_from_metadata(raw: str | None) -> dict[str, Any] | None:

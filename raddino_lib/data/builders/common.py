@@ -235,8 +235,12 @@ def index_files(root: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[
 # ----------------------------------------------------------------------------- records → manifest rows
 
 
-def records_to_frame(records: list[Record], dataset: str, site: str, options: BuildOptions) -> pd.DataFrame:
+def records_to_frame(records: list[Record], dataset: str, site: str, options: BuildOptions,
+                     findings: tuple[str, ...] = FINDINGS) -> pd.DataFrame:
     """Manifest rows (paths relative to the dataset root), sorted by image_id, with patient-level splits.
+
+    One ``label_<finding>`` column per entry of ``findings`` (the chest X-ray
+    findings by default; CT builders pass ``CT_FINDINGS``).
 
     Official splits are kept. Rows marked "trainval" (official non-test part)
     and rows without a split get a split from a seeded hash of the patient id
@@ -255,7 +259,7 @@ def records_to_frame(records: list[Record], dataset: str, site: str, options: Bu
         "patient_id": [r.patient_id for r in records], "study_id": [r.study_id for r in records],
         "split": [split_of[r.patient_id] for r in records], "age": [r.age for r in records],
         "sex": [r.sex for r in records], "view": [r.view for r in records], "site": [site] * len(records)}
-    for finding in FINDINGS:
+    for finding in findings:
         columns[label_column(finding)] = [r.labels.get(finding, math.nan) for r in records]
     columns["original_labels"] = [r.original_labels for r in records]
     columns["dataset"] = [dataset] * len(records)

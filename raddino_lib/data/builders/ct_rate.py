@@ -33,7 +33,7 @@ from raddino_lib.data.builders.common import (
     require_columns,
     resolve_images,
 )
-from raddino_lib.data.schema import CT_FINDINGS, FINDINGS, label_column
+from raddino_lib.data.schema import CT_FINDINGS
 from raddino_lib.data.volume_manifest import format_triplet
 
 NAME = re.compile(r"^(train|valid)_(\d+)_([a-z]+)_(\d+)\.nii\.gz$")
@@ -78,8 +78,7 @@ def build(root: Path, card: dict[str, Any], options: BuildOptions) -> pd.DataFra
         raise BuildError(f"no multi_abnormality_labels/{{train,valid}}_predicted_labels.csv under {base} (check --root "
                          "against the card's root_layout)")
     records = resolve_images(records, root, card["name"], options)
-    df = records_to_frame(records, card["name"], card["site"], options)
-    df = df.drop(columns=[label_column(f) for f in FINDINGS if f not in CT_FINDINGS])
+    df = records_to_frame(records, card["name"], card["site"], options, findings=CT_FINDINGS)
     for col in ("modality", "spacing", "shape", "kernel", "site"):
         df[col] = [extra[i].get(col) or _from_header(root / p, col, card["site"], options.check_files)
                    for i, p in zip(df["image_id"], df["path"], strict=True)]
