@@ -111,6 +111,10 @@ def _metadata(backbone: Any) -> dict[str, Any]:
     if isinstance(backbone, str | os.PathLike):
         path = Path(backbone)
         if path.is_dir():
+            from raddino_lib.models.encoder_folders import FOREIGN_KINDS, detect_encoder, encoder_preprocessing
+
+            if detect_encoder(path, strict=False) in FOREIGN_KINDS:  # timm / open_clip / CLIP folder configs
+                return encoder_preprocessing(path)
             return _hf_folder_meta(path)
         if path.suffix == ".safetensors" and path.is_file():  # own file, else the HF folder it sits in
             return _safetensors_meta(path) or _hf_folder_meta(path.parent)

@@ -46,6 +46,7 @@ ARCHS: dict[str, tuple[int, int, int]] = {
     "vit_large": (1024, 16, 24),
 }
 WEIGHT_INITS = ("", "jax")
+ACT_LAYERS = ("gelu", "quick_gelu")
 # DINOv2 presets: arch, patch 14, 518 px (37 x 37 grid), layer scale 1e-5, mlp ratio 4.
 PRESETS: dict[str, dict[str, Any]] = {
     "vit_small_patch14_dinov2": {"arch": "vit_small", "patch_size": 14, "img_size": 518},
@@ -75,6 +76,10 @@ class BackboneSpec:
     # initialisation of a new backbone: "" = truncated normal (std 0.02; DINOv2, timm's default), "jax" = Xavier
     # uniform for the linear layers and LeCun normal for the patch embedding (timm's JAX/Flax ViT scheme)
     weight_init: str = ""
+    # CLIP-style towers (timm ``pre_norm``; OpenAI CLIP, open_clip, HF CLIPVisionModel): a LayerNorm after the
+    # position embedding and no patch-embedding bias
+    pre_norm: bool = False
+    act_layer: str = "gelu"  # MLP activation: "gelu" (DINOv2, timm ViT) or "quick_gelu" (OpenAI CLIP)
     image_mean: tuple[float, ...] = field(default=IMAGENET_MEAN)  # input normalisation the weights expect
     image_std: tuple[float, ...] = field(default=IMAGENET_STD)
 
@@ -89,6 +94,8 @@ class BackboneSpec:
             raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
         if self.weight_init not in WEIGHT_INITS:
             raise ValueError(f"weight_init {self.weight_init!r} is not one of {WEIGHT_INITS}")
+        if self.act_layer not in ACT_LAYERS:
+            raise ValueError(f"act_layer {self.act_layer!r} is not one of {ACT_LAYERS}")
         if self.depth < 1 or self.num_register_tokens < 0:
             raise ValueError(f"need depth >= 1 and num_register_tokens >= 0, got {self.depth}, "
                              f"{self.num_register_tokens}")
@@ -135,7 +142,8 @@ class DinoVisionTransformer(VisionTransformer):
             qkv_bias=True, init_values=spec.layer_scale_init, class_token=True, no_embed_class=True,
             reg_tokens=spec.num_register_tokens, dynamic_img_size=True,
             drop_path_rate=spec.drop_path_rate, norm_layer=partial(nn.LayerNorm, eps=spec.layer_norm_eps),
-            weight_init=spec.weight_init,
+            weight_init=spec.weight_init, pre_norm=spec.pre_norm,
+            act_layer=None if spec.act_layer == "gelu" else spec.act_layer,
         )
         self.spec = spec
         self.mask_token = nn.Parameter(torch.zeros(1, spec.embed_dim))  # iBOT: replaces masked patches

@@ -38,7 +38,8 @@ ACCEPTED_FORMATS = (
     "accepted backbone formats: (1) a .safetensors file written by raddino save_backbone; "
     "(2) a Hugging Face Dinov2Model folder with config.json + model.safetensors (e.g. microsoft/rad-dino); "
     "(3) an original DINOv2 state dict in safetensors (backbone_compatible.safetensors); "
-    "(4) a raddino training checkpoint (.safetensors with 'teacher.backbone.*' keys)"
+    "(4) a raddino training checkpoint (.safetensors with 'teacher.backbone.*' keys); "
+    "(5) a timm, open_clip or Hugging Face CLIP folder (raddino_lib.models.encoder_folders)"
 )
 
 
@@ -99,6 +100,10 @@ def read_backbone(path: str | os.PathLike, num_heads: int | None = None) -> tupl
         raise FileNotFoundError(f"backbone {path} does not exist; {ACCEPTED_FORMATS}")
     if path.is_file() and path.name in ("config.json", "model.safetensors") and is_hf_folder(path.parent):
         path = path.parent
+    from raddino_lib.models.encoder_folders import FOREIGN_KINDS, detect_encoder, read_encoder_folder
+
+    if detect_encoder(path, strict=False) in FOREIGN_KINDS:  # timm, open_clip, Hugging Face CLIP folders
+        return read_encoder_folder(path)
     if path.is_dir():
         if is_hf_folder(path):
             return read_hf_folder(path)
