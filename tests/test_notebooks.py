@@ -9,6 +9,7 @@ import nbformat
 import papermill as pm
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
+from shared_once import build_once, shared_root
 
 from raddino_lib.config import NOTEBOOKS, get_profile
 from raddino_lib.notebook_params import PARAMS_BY_NOTEBOOK
@@ -75,11 +76,13 @@ def test_teaching_markdown_comes_first_and_sections_are_numbered():
 # The smoke profile, end to end (the same run `raddino run --profile smoke` does).
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("smoke")
-    summary = run_pipeline(RunOptions(profile="smoke", out=out), log=print)
-    return out, summary
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, worker_id):
+    """One smoke pipeline per test session, shared by the xdist workers (tests/shared_once.py)."""
+    def build(out: Path) -> dict:
+        return run_pipeline(RunOptions(profile="smoke", out=out), log=print)
+
+    return build_once(shared_root(tmp_path_factory, worker_id), "smoke_pipeline", build)
 
 
 def _results(out: Path, name: str) -> dict:
