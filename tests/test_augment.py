@@ -5,7 +5,13 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from raddino_lib.data.augment import MultiCropAugmentation, _gaussian_blur, collate_multicrop, rad_dino_augmentation
+from raddino_lib.data.augment import (
+    PHOTOMETRIC_LEVELS,
+    MultiCropAugmentation,
+    _gaussian_blur,
+    collate_multicrop,
+    rad_dino_augmentation,
+)
 from raddino_lib.data.masking import MaskingGenerator
 
 
@@ -52,6 +58,23 @@ def test_geometry_only_is_a_resized_crop():
     for crop in out["global_crops"]:
         gray = crop[0]
         assert torch.allclose(gray, img[0], atol=1e-5) or torch.allclose(gray, img[0].flip(-1), atol=1e-5)
+
+
+def test_photometric_levels_none_keeps_geometry_and_lite_jitters_less_than_full():
+    img = _image(16, 16)
+    none = MultiCropAugmentation(global_crops_scale=(1.0, 1.0), n_local_crops=0, global_crop_size=16,
+                                 local_crop_size=8, mean=(0.0,), std=(1.0,), **PHOTOMETRIC_LEVELS["none"])
+    for seed in range(5):
+        for crop in none(img, seed=seed)["global_crops"]:
+            assert torch.allclose(crop[0], img[0], atol=1e-5) or torch.allclose(crop[0], img[0].flip(-1), atol=1e-5)
+
+    def brightness_spread(level):
+        aug = MultiCropAugmentation(global_crops_scale=(1.0, 1.0), n_local_crops=0, global_crop_size=16,
+                                    local_crop_size=8, mean=(0.0,), std=(1.0,), **PHOTOMETRIC_LEVELS[level])
+        return torch.stack([aug(img, seed=s)["global_crops"][1][0].mean() for s in range(200)]).std().item()
+
+    assert brightness_spread("lite") < 0.5 * brightness_spread("full")
+    assert set(PHOTOMETRIC_LEVELS) == {"full", "lite", "none"}
 
 
 @pytest.mark.parametrize("sigma", [0.6, 2.5])

@@ -30,7 +30,17 @@ except ImportError:  # pragma: no cover - transforms.py is optional for this mod
     IMAGENET_MEAN = (0.485, 0.456, 0.406)
     IMAGENET_STD = (0.229, 0.224, 0.225)
 
-__all__ = ["MultiCropAugmentation", "collate_multicrop", "rad_dino_augmentation"]
+__all__ = ["PHOTOMETRIC_LEVELS", "MultiCropAugmentation", "collate_multicrop", "rad_dino_augmentation"]
+
+# Named strengths of the photometric changes (``MultiCropAugmentation(**PHOTOMETRIC_LEVELS[name])``):
+# "full" is the recipe above; "lite" keeps blur and sharpening but jitters brightness and contrast by 0.1 and
+# drops gamma and noise; "none" keeps only crops and flips. Short runs compare them (notebook 01's sweep).
+PHOTOMETRIC_LEVELS: dict[str, dict] = {
+    "full": {},
+    "lite": {"brightness": 0.1, "contrast": 0.1, "gamma_prob": 0.0, "noise_prob": 0.0},
+    "none": {"jitter_prob": 0.0, "gamma_prob": 0.0, "blur_sigma": (0.0, 0.0), "sharpness_prob": 0.0,
+             "noise_prob": 0.0},
+}
 
 Gen = torch.Generator | None
 
@@ -88,7 +98,7 @@ class MultiCropAugmentation:
         hflip_prob: horizontal flip probability (0.5; set 0 to keep laterality, e.g. heart on the right).
         brightness / contrast: multiplicative jitter strengths (0.4 each), applied together with jitter_prob.
         gamma_range / gamma_prob: gamma drawn log-uniformly in the range (mimics exposure / windowing).
-        blur_sigma: Gaussian blur sigma range in pixels at 224 px (scaled with the crop size).
+        blur_sigma: Gaussian blur sigma range in pixels at 224 px (scaled with the crop size); (0, 0) = no blur.
         sharpness_range / sharpness_prob: sharpness factor (> 1 sharpens) for global crop 2.
         noise_std / noise_prob: additive Gaussian noise with std uniform in [0, noise_std].
     """
@@ -150,7 +160,7 @@ class MultiCropAugmentation:
             x = (x.mean() + (x - x.mean()) * c).clamp(0, 1)
         if _coin(self.gamma_prob, g):
             x = x.clamp(min=0).pow(math.exp(_uniform(*(math.log(v) for v in self.gamma_range), g)))
-        if _coin(blur_p, g):
+        if self.blur_sigma[1] > 0 and _coin(blur_p, g):
             x = _gaussian_blur(x, _uniform(*self.blur_sigma, g) * size / 224)
         if _coin(sharp_p, g):
             x = TF.adjust_sharpness(x.clamp(0, 1), _uniform(*self.sharpness_range, g))

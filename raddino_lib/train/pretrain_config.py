@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 CENTERINGS = ("softmax", "sinkhorn")
+PHOTOMETRIC_NAMES = ("full", "lite", "none")  # data.augment.PHOTOMETRIC_LEVELS
 LR_SCALINGS = ("sqrt", "linear", "none")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -80,6 +81,7 @@ class PretrainConfig:
     n_local_crops: int = 8  # local crops per image; 0 disables them
     global_crops_scale: tuple[float, float] = (0.32, 1.0)  # area fraction range of global crops
     local_crops_scale: tuple[float, float] = (0.05, 0.32)  # area fraction range of local crops
+    photometric: str = "full"  # photometric changes: "full" (DINOv2-like, grayscale), "lite", "none" (crops only)
     mask_probability: float = 0.5  # fraction of global crops that get an iBOT mask
     mask_ratio_min: float = 0.1  # masked-patch fraction is drawn in [min, max] per masked crop
     mask_ratio_max: float = 0.5
@@ -154,6 +156,8 @@ class PretrainConfig:
             (self.dino_weight + self.ibot_weight > 0, "dino_weight and ibot_weight cannot both be 0"),
             (self.checkpoint_every >= 1 and self.keep_checkpoints >= 1, "checkpoint_every, keep_checkpoints >= 1"),
             (self.eval_every >= 0, "eval_every must be >= 0 (0 = no validation scoring)"),
+            (self.photometric in PHOTOMETRIC_NAMES,
+             f"photometric must be one of {PHOTOMETRIC_NAMES}, got {self.photometric!r}"),
             (self.preset in PRESETS, f"preset must be one of {sorted(PRESETS)}"),
             (self.clip_grad >= 0 and self.base_lr > 0, "clip_grad must be >= 0 and base_lr > 0"),
         ]

@@ -135,12 +135,12 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 def build_augmentation(cfg: Any, image_mean: tuple[float, ...], image_std: tuple[float, ...]) -> Callable:
     """The multi-crop augmentation of ``cfg`` normalizing with the backbone's mean/std."""
-    from raddino_lib.data.augment import MultiCropAugmentation
+    from raddino_lib.data.augment import PHOTOMETRIC_LEVELS, MultiCropAugmentation
 
     return MultiCropAugmentation(
         global_crop_size=cfg.global_crop_size, local_crop_size=cfg.local_crop_size, n_local_crops=cfg.n_local_crops,
         global_crops_scale=cfg.global_crops_scale, local_crops_scale=cfg.local_crops_scale,
-        mean=image_mean, std=image_std)
+        mean=image_mean, std=image_std, **PHOTOMETRIC_LEVELS[getattr(cfg, "photometric", "full")])
 
 
 def build_pretrain_loader(cfg: Any, spec: Any, info: Any, start_step: int = 0) -> tuple[DataLoader, int]:
