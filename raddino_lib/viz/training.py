@@ -131,3 +131,34 @@ def plot_collapse_diagnostics(metrics_csv: str | Path, n_prototypes: int, embed_
     fig.suptitle("collapse diagnostics: uniform collapse = entropy at log K and logit spread far below the "
                  "temperature; one-hot = a handful of prototypes")
     return fig
+
+
+def plot_recipe_sweep(records: list[dict], title: str = "") -> Figure:
+    """A recipe sweep (``experiments.recipe_sweep``): what the loss says against what a probe says.
+
+    Left: each arm's final DINO loss over log K against its best validation kNN score, with the random init's
+    score as a dashed line; an arm low on the x axis has learned to predict its teacher, an arm high on the
+    y axis has features that separate the labels. Right: the validation score against the step.
+    """
+    if not records:
+        raise ValueError("plot_recipe_sweep: no arms to plot")
+    kind = records[0]["val_kind"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), constrained_layout=True)
+    for i, r in enumerate(records):
+        color = f"C{i % 10}"
+        left.scatter(r["dino_over_log_k"], r["val_best"], color=color, s=40, zorder=3)
+        left.annotate(r["arm"], (r["dino_over_log_k"], r["val_best"]), fontsize=7, xytext=(4, 3),
+                      textcoords="offset points")
+        steps = [0] + [s for s, _ in r["val"]]
+        right.plot(steps, [r["val_init"]] + [v for _, v in r["val"]], marker="o", ms=3, color=color, label=r["arm"])
+    init = float(np.mean([r["val_init"] for r in records]))
+    left.axhline(init, color="k", ls="--", lw=1, label=f"random init ({init:.2f})")
+    left.axvline(1.0, color="grey", ls=":", lw=1, label="uniform targets (log K)")
+    left.set(xlabel="DINO loss / log K (last 10 steps)", ylabel=f"best val kNN {kind}",
+             title="the loss against the probe")
+    left.legend(fontsize=7)
+    right.set(xlabel="step", ylabel=f"val kNN {kind}", title="validation score during pretraining")
+    right.legend(fontsize=6, ncol=2)
+    if title:
+        fig.suptitle(title)
+    return fig
