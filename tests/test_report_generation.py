@@ -1,0 +1,73 @@
+"""Report generation: metrics against hand-computed values, and a decoder that learns a toy task exactly."""
+
+import math
+
+import numpy as np
+import pytest
+
+from raddino_lib.probe.report_generation import (
+    DecoderConfig,
+    bleu4,
+    clinical_f1,
+    generate_reports,
+    most_frequent_report,
+    retrieve_reports,
+    rouge_l,
+    train_report_decoder,
+)
+
+REF = "the cat sat on the mat"
+HYP = "the cat sat on the red mat"
+
+
+def test_bleu4_identical_is_one_and_a_hand_computed_pair():
+    assert bleu4([REF], [REF]) == pytest.approx(1.0)
+    # modified n-gram precisions of HYP against REF: 6/7, 4/6, 3/5, 2/4; HYP is longer, so no brevity penalty
+    expected = math.exp(sum(math.log(p) for p in (6 / 7, 4 / 6, 3 / 5, 2 / 4)) / 4)
+    assert bleu4([HYP], [REF]) == pytest.approx(expected, abs=1e-4)
+
+
+def test_bleu4_brevity_penalty_by_hand():
+    # "the cat sat on the" against REF: every n-gram matches, c = 5 < r = 6 → BP = exp(1 - 6/5)
+    assert bleu4(["the cat sat on the"], [REF]) == pytest.approx(math.exp(1 - 6 / 5), abs=1e-4)
+
+
+def test_rouge_l_is_the_lcs_f_measure():
+    # LCS(HYP, REF) = 6 tokens: precision 6/7, recall 6/6
+    p, r = 6 / 7, 1.0
+    np.testing.assert_allclose(rouge_l([HYP, REF], [REF, REF]), [2 * p * r / (p + r), 1.0], atol=1e-9)
+    assert rouge_l(["no overlap here"], [REF])[0] == 0.0
+
+
+def test_clinical_f1_micro_and_macro_by_hand():
+    truth = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]], dtype=bool)
+    pred = np.array([[1, 0, 1], [0, 1, 0], [0, 1, 0], [1, 0, 0]], dtype=bool)
+    # finding 0: tp 1, fp 1, fn 1 → F1 1/2; finding 1: tp 2 → 1; finding 2: no positive case, left out
+    micro, macro = clinical_f1(truth, pred)
+    assert macro == pytest.approx((0.5 + 1.0) / 2)
+    assert micro == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))  # pooled over findings 0 and 1: tp 3, fp 1, fn 1
+    with pytest.raises(ValueError, match="no finding has a positive case"):
+        clinical_f1(np.zeros((3, 2), bool), pred[:3, :2])
+
+
+def test_floors_most_frequent_and_retrieval():
+    assert most_frequent_report(["a", "b", "b", "", "a", "b"]) == "b"
+    train = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert retrieve_reports(train, ["left", "up"], np.array([[0.1, 2.0], [3.0, 0.2]])) == ["up", "left"]
+
+
+@pytest.mark.slow
+def test_decoder_learns_one_report_per_class_exactly():
+    """Four classes, each image one token (its one-hot class): greedy decoding must write each class's report."""
+    reports = ["no acute cardiopulmonary process.", "small left pleural effusion.",
+               "the heart is enlarged. no effusion.", "right upper lobe nodule, 8 mm."]
+    classes = np.arange(64) % 4
+    tokens = np.eye(4, dtype=np.float32)[classes][:, None, :]  # (64, 1, 4)
+    cfg = DecoderConfig(vocab_size=300, max_len=24, n_embd=64, n_layer=2, n_head=2, steps=150, batch_size=32,
+                        lr=3e-3, seed=0)
+    decoder, tok, log = train_report_decoder(tokens, [reports[c] for c in classes], cfg, log=lambda *_: None)
+    assert log.losses[-1] < 0.05 * log.losses[0]
+    out = generate_reports(decoder, tok, np.eye(4, dtype=np.float32)[:, None, :], max_new_tokens=24)
+    assert out == reports
+    beams = generate_reports(decoder, tok, np.eye(4, dtype=np.float32)[:, None, :], max_new_tokens=24, num_beams=3)
+    assert beams == reports
