@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ def execute_notebook(name: str, params: dict[str, Any], nb_out: Path, options: R
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(source), str(executed), parameters=params, kernel_name=options.kernel_name,
-                            cwd=str(nb_out), progress_bar=False)
+                            cwd=str(nb_out), progress_bar=sys.stderr.isatty())  # a cell bar in a terminal
     except pm.PapermillExecutionError as err:
         raise PipelineError(
             f"notebook {name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
@@ -148,7 +149,9 @@ def run_pipeline(options: RunOptions, log: Callable[[str], None] = print) -> dic
             timings[name] = json.loads((nb_out / DONE_NAME).read_text())["wall_time_s"] \
                 if (nb_out / DONE_NAME).is_file() else float("nan")
         else:
-            log(f"[{k}/{total}] {name}: running ...")
+            before = json.loads((nb_out / DONE_NAME).read_text()).get("wall_time_s") \
+                if (nb_out / DONE_NAME).is_file() else None
+            log(f"[{k}/{total}] {name}: running ..." + (f" (took {before:.0f} s last time)" if before else ""))
             timings[name] = execute_notebook(name, params, nb_out, options)
             log(f"[{k}/{total}] {name}: done in {timings[name]:.0f} s")
         artifacts.update(read_results(nb_out).get("artifacts", {}))
