@@ -30,6 +30,7 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
     ("segmentation", "04_segmentation_probe"),
     ("attention", "05_attention_maps"),
     ("metadata", "06_metadata_correlation"),
+    ("report_generation", "07_report_generation"),
     ("ct_phantoms", "09_ct_phantoms_tour"),
 )
 
@@ -53,7 +54,7 @@ def _backbone(arch: str, patch_size: int, depth: int) -> dict[str, Any]:
 
 
 def _probes(common: dict[str, Any], extra: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    probes = ("classification", "segmentation", "attention", "metadata")
+    probes = ("classification", "segmentation", "attention", "metadata", "report_generation")
     return {name: {**common, **extra.get(name, {})} for name in probes}
 
 
@@ -78,7 +79,8 @@ SMOKE = Profile(
         "language": {**_backbone("vit_tiny", 8, 4), "image_size": 64, "batch_size": 32, "max_steps": 30, "seed": 0},
         **_probes({"image_size": 64, "n_boot": 50, "seed": 0, "supervised_steps": 30},
                   {"segmentation": {"epochs": 5, "upernet_epochs": 3},
-                   "attention": {"n_images": 4, "interactive": False}}),
+                   "attention": {"n_images": 4, "interactive": False},
+                   "report_generation": {"decoder_steps": 100}}),
         "ct_phantoms": {"n_volumes": 40, "size": 32, "seed": 0, "balanced": True, "difficulty_epochs": 5,
                         "n_boot": 100},
     },
@@ -97,7 +99,8 @@ CPU = Profile(
         "language": {**_backbone("vit_tiny", 8, 4), "image_size": 64, "batch_size": 64, "max_steps": 400, "seed": 0},
         **_probes({"image_size": 64, "n_boot": 300, "seed": 0, "supervised_steps": 400},
                   {"segmentation": {"epochs": 10, "upernet_epochs": 6},
-                   "attention": {"n_images": 8, "interactive": False}}),
+                   "attention": {"n_images": 8, "interactive": False},
+                   "report_generation": {"decoder_steps": 600}}),
         "ct_phantoms": {"n_volumes": 300, "size": 64, "seed": 0, "balanced": False, "difficulty_epochs": 6,
                         "n_boot": 300},
     },
@@ -116,7 +119,9 @@ GPU = Profile(
                      "seed": 0},
         **_probes({"image_size": 224, "n_boot": 1000, "seed": 0, "supervised_steps": 5000},
                   {"segmentation": {"epochs": 30, "upernet_epochs": 20},
-                   "attention": {"n_images": 12, "interactive": False}}),
+                   "attention": {"n_images": 12, "interactive": False},
+                   "report_generation": {"decoder_steps": 3000, "n_embd": 256, "n_layer": 4, "max_len": 128,
+                                         "max_new_tokens": 128}}),
         "ct_phantoms": {"n_volumes": 2000, "size": 128, "seed": 0, "balanced": False, "difficulty_epochs": 20,
                         "n_boot": 1000},
     },
@@ -137,7 +142,9 @@ PAPER = Profile(
                      "seed": 0},
         **_probes({"image_size": 518, "n_boot": 1000, "seed": 0, "supervised_steps": 20000},
                   {"segmentation": {"epochs": 30, "upernet_epochs": 20},
-                   "attention": {"n_images": 12, "interactive": False}}),
+                   "attention": {"n_images": 12, "interactive": False},
+                   "report_generation": {"decoder_steps": 10000, "n_embd": 512, "n_layer": 6, "vocab_size": 4096,
+                                         "max_len": 256, "max_new_tokens": 256}}),
         "ct_phantoms": {"n_volumes": 2000, "size": 192, "seed": 0, "balanced": False, "difficulty_epochs": 20,
                         "n_boot": 1000},
     },

@@ -22,6 +22,7 @@ __all__ = [
     "PhantomsParams",
     "PretrainParams",
     "ProbeParams",
+    "ReportGenerationParams",
     "SegmentationParams",
 ]
 
@@ -58,6 +59,11 @@ class PretrainParams(NotebookParams):  # 01_pretrain_rad_dino
     centering: str
     momentum_teacher: float
     teacher_temp: float
+    layer_scale_init: float
+    head_use_bn: bool
+    head_center_bottleneck: bool
+    photometric: str
+    eval_every: int
     seed: int
     init_weights: str
     preset: str
@@ -125,6 +131,22 @@ class MetadataParams(ProbeParams):  # 06_metadata_correlation
 
 
 @dataclass(frozen=True)
+class ReportGenerationParams(ProbeParams):  # 07_report_generation
+    EXISTING_PATHS: ClassVar[tuple[str, ...]] = (*ProbeParams.EXISTING_PATHS, "lm_path")
+    pool: int
+    lm_path: str
+    freeze_lm: bool
+    vocab_size: int
+    max_len: int
+    n_embd: int
+    n_layer: int
+    decoder_steps: int
+    lr: float
+    num_beams: int
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
 class CTPhantomsParams(NotebookParams):  # 09_ct_phantoms_tour
     output_dir: str
     data_dir: str
@@ -145,5 +167,6 @@ PARAMS_BY_NOTEBOOK: dict[str, type[NotebookParams]] = {
     "04_segmentation_probe": SegmentationParams,
     "05_attention_maps": AttentionParams,
     "06_metadata_correlation": MetadataParams,
+    "07_report_generation": ReportGenerationParams,
     "09_ct_phantoms_tour": CTPhantomsParams,
 }

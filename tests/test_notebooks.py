@@ -247,3 +247,24 @@ def test_smoke_metadata_age_is_regression_on_years(smoke_run):
     for encoder, metrics in table.items():
         assert metrics["age_r2"]["value"] <= 1.0, encoder
         assert 0.0 < metrics["age_mae"]["value"] < 60.0, encoder
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
+def test_smoke_report_generation_rows_metrics_and_claim(smoke_run):
+    out, summary = smoke_run
+    res = _results(out, "07_report_generation")
+    table = res["table"]
+    assert {"most_frequent", "pixels", "random", "ssl", "language", "supervised", "oracle",
+            "retrieval_ssl", "retrieval_language"} <= set(table)
+    metrics = ("bleu4", "rouge_l", "clinical_f1_micro", "clinical_f1_macro", "clinical_f1_macro_5",
+               "clinical_f1_macro_gt")
+    for row, cells in table.items():
+        for m in metrics:
+            assert _cell_ok(cells[m]) and 0.0 <= cells[m]["value"] <= 1.0, (row, m)
+    # the floor writes one report for every image; every decoder wrote text
+    assert len(set(res["examples"]["most_frequent"])) == 1
+    assert all(isinstance(t, str) and t for row in ("ssl", "oracle") for t in res["examples"][row])
+    assert all(0.0 < loss < 3.0 for loss in res["train_loss"].values())  # from log(vocab) = 6.2 at the start
+    claim = next(c for c in summary["claims"] if c["key"] == "report_generation")
+    assert claim["verdict"] != "not run" and claim["metric"] == "clinical_f1_macro"

@@ -31,6 +31,7 @@ import torch
 
 from raddino_lib.data.reports import label_report
 from raddino_lib.data.schema import CXR14_FINDINGS, FINDINGS, label_column
+from raddino_lib.device import resolve_device
 from raddino_lib.models.report_decoder import (
     ReportDecoder,
     check_vocabulary,
@@ -79,12 +80,18 @@ def truth_labels(df: pd.DataFrame, findings: Sequence[str] = CXR14_FINDINGS) -> 
     return out
 
 
-def label_tokens(df: pd.DataFrame, findings: Sequence[str] = FINDINGS) -> np.ndarray:
-    """The oracle's input: one token per finding, (N, F, F + 1) = [one-hot finding, its label (1, 0, -1)]."""
+def label_tokens(df: pd.DataFrame, findings: Sequence[str] = FINDINGS, prefix: str = "label_") -> np.ndarray:
+    """The oracle's input: one token per finding, (N, F, F + 1) = [one-hot finding, its label (1, 0, -1)].
+
+    ``prefix``: "label_" reads the ground truth (what is in the image); "reported_" the phantoms' report labels
+    (what the reference report states, hedged findings as -1), the input of an oracle scored against the reports.
+    Missing columns count as 0.
+    """
     values = np.zeros((len(df), len(findings)), dtype=np.float32)
     for j, f in enumerate(findings):
-        if label_column(f) in df.columns:
-            values[:, j] = np.nan_to_num(pd.to_numeric(df[label_column(f)], errors="coerce").to_numpy(dtype=float))
+        column = prefix + f
+        if column in df.columns:
+            values[:, j] = np.nan_to_num(pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float))
     eye = np.broadcast_to(np.eye(len(findings), dtype=np.float32), (len(df), len(findings), len(findings)))
     return np.concatenate([eye, values[:, :, None]], axis=2)
 
@@ -147,6 +154,7 @@ def train_report_decoder(tokens: np.ndarray, reports: Sequence[str], cfg: Decode
     TrainLog)."""
     if len(tokens) != len(reports):
         raise ValueError(f"{len(tokens)} token grids but {len(reports)} reports")
+    device = resolve_device(device)
     start = time.perf_counter()
     decoder, tok = build_decoder(tokens.shape[-1], tokens.shape[1], reports, cfg, tokenizer)
     enc = encode_reports(tok, reports, cfg.max_len)
@@ -177,6 +185,7 @@ def generate_reports(decoder: ReportDecoder, tokenizer, tokens: np.ndarray, max_
                      num_beams: int = 1, use_cache: bool = True, batch_size: int = 64, device: str = "cpu"
                      ) -> list[str]:
     """Decoded text of one generated report per token grid."""
+    device = resolve_device(device)
     decoder.to(device)
     ids = decoder.generate(torch.as_tensor(np.asarray(tokens, dtype=np.float32)).to(device), max_new_tokens,
                            num_beams, use_cache, batch_size)
