@@ -24,10 +24,12 @@ run: setup
 smoke: setup
 	$(BIN)/raddino run --profile smoke --out runs/smoke --resume
 
-# Two pytest workers on two cores: one thread each, or BLAS threads fight over the cores.
+# Two pytest workers on two cores: one thread each, or BLAS threads fight over the cores. Whole files go to one
+# worker (--dist loadfile): the smoke pipeline's tests then share one worker and one pipeline run (with pytest 9.2
+# and pytest-xdist 3.8, --dist loadgroup split the xdist_group tests over both workers).
 test: setup
 	$(BIN)/ruff check raddino_lib tests benchmarks
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15 tests
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 lint: setup
 	$(BIN)/ruff check raddino_lib tests benchmarks

@@ -100,7 +100,7 @@ CPU = Profile(
         **_probes({"image_size": 64, "n_boot": 300, "seed": 0, "supervised_steps": 400},
                   {"segmentation": {"epochs": 10, "upernet_epochs": 6},
                    "attention": {"n_images": 8, "interactive": False},
-                   "report_generation": {"decoder_steps": 600}}),
+                   "report_generation": {"decoder_steps": 400}}),
         "ct_phantoms": {"n_volumes": 300, "size": 64, "seed": 0, "balanced": False, "difficulty_epochs": 6,
                         "n_boot": 300},
     },

@@ -52,9 +52,10 @@ BASES: dict[str, dict[str, Any]] = {
     "toy": {"arch": "vit_tiny", "patch_size": 4, "depth": 2, "global_crop_size": 32, "local_crop_size": 16,
             "n_local_crops": 4, "batch_size": 16, "max_steps": 150, "out_dim": 128, "head_hidden_dim": 256,
             "head_bottleneck_dim": 64, "eval_every": 50, **_TEACHER},
-    # the cpu profile's data and model (3,000 phantoms at 96 px, 64 px crops, ViT-tiny/8, 4 blocks, K = 1024)
+    # the cpu profile's data, model and length (3,000 phantoms at 96 px, 64 px crops, ViT-tiny/8, 4 blocks, K = 1024,
+    # 300 steps): about 8 minutes per arm on one core
     "phantoms": {"arch": "vit_tiny", "patch_size": 8, "depth": 4, "global_crop_size": 64, "local_crop_size": 32,
-                 "n_local_crops": 4, "batch_size": 32, "max_steps": 150, "out_dim": 1024, "head_hidden_dim": 512,
+                 "n_local_crops": 4, "batch_size": 32, "max_steps": 300, "out_dim": 1024, "head_hidden_dim": 512,
                  "head_bottleneck_dim": 128, "eval_every": 50, **_TEACHER},
 }
 
@@ -88,8 +89,15 @@ SWEEPS: dict[str, list[Arm]] = {
                                                 "max_steps": 600, "eval_every": 100}, "4x the steps"),
     ],
     "phantoms": [
-        Arm("base", {}, "the cpu recipe before the sweep, 150 steps"),
-        Arm("layerscale_0.1_bn_centred_head", {"layer_scale_init": 0.1, **_CB}, "the toy sweep's best arm"),
+        Arm("base", {}, "the cpu profile's recipe: LayerScale 1e-5"),
+        Arm("layerscale_0.1", {"layer_scale_init": 0.1}, "residual branches at 0.1 from the start"),
+        Arm("bn_centred_head", {"layer_scale_init": 0.1, **_CB},
+            "BatchNorm head, batch-standardised bottleneck: targets differ between images from step 0"),
+        Arm("mild_crops_lite_photometric", {"layer_scale_init": 0.1, **_CB, "photometric": "lite",
+                                            "global_crops_scale": (0.6, 1.0), "local_crops_scale": (0.25, 0.5)},
+            "views easier to match"),
+        Arm("teacher_momentum_0.9", {"layer_scale_init": 0.1, "momentum_teacher": 0.9,
+                                     "final_momentum_teacher": 0.9}, "a faster teacher (the toy sweep's best at 150)"),
     ],
 }
 

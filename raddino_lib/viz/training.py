@@ -145,7 +145,7 @@ def plot_recipe_sweep(records: list[dict], title: str = "") -> Figure:
     kind = records[0]["val_kind"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), constrained_layout=True)
     for i, r in enumerate(records):
-        color = f"C{i % 10}"
+        color = plt.cm.tab20(i % 20)  # up to 20 arms in distinct colours
         left.scatter(r["dino_over_log_k"], r["val_best"], color=color, s=40, zorder=3)
         left.annotate(r["arm"], (r["dino_over_log_k"], r["val_best"]), fontsize=7, xytext=(4, 3),
                       textcoords="offset points")

@@ -1,0 +1,83 @@
+"""The recipe sweep: resumable bookkeeping, its table, and one real toy arm end to end."""
+
+import json
+import math
+
+import pytest
+
+from raddino_lib.experiments import recipe_sweep as rs
+
+
+def _record(arm, dino=0.9, best=0.5):
+    return {"data": "toy", "arm": arm.name, "note": arm.note, "overrides": json.loads(json.dumps(arm.overrides)),
+            "steps": 150, "wall_s": 1.0, "dino_over_log_k": dino, "teacher_entropy": 0.8, "student_entropy": 0.9,
+            "cls_std_start": 0.03, "cls_std": 0.06, "val_kind": "accuracy", "val_init": 0.2,
+            "val": [[50, 0.3], [100, best]], "val_best": best}
+
+
+def test_sweep_resumes_skips_finished_arms_and_reruns_changed_ones(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run_arm(kind, arm, root, device="cpu"):
+        calls.append(arm.name)
+        return _record(arm)
+
+    monkeypatch.setattr(rs, "run_arm", fake_run_arm)
+    b = rs.Arm("b", {"global_crops_scale": (0.6, 1.0)})
+    monkeypatch.setitem(rs.SWEEPS, "toy", [rs.Arm("a", {"out_dim": 16}), b])
+    out = tmp_path / "sweep.json"
+    rs.run_sweep("toy", out, tmp_path)
+    assert calls == ["a", "b"]
+    rs.run_sweep("toy", out, tmp_path)  # nothing left to do (tuples and lists compare equal through JSON)
+    assert calls == ["a", "b"]
+    monkeypatch.setitem(rs.SWEEPS, "toy", [rs.Arm("a", {"out_dim": 32}), b])
+    rs.run_sweep("toy", out, tmp_path)  # arm a changed: rerun, and its new record replaces the old one
+    assert calls == ["a", "b", "a"]
+    records = rs.load_sweep(out)
+    assert sorted(r["arm"] for r in records) == ["a", "b"]
+    assert next(r for r in records if r["arm"] == "a")["overrides"] == {"out_dim": 32}
+
+
+def test_table_has_one_row_per_arm_with_the_val_scores():
+    records = [_record(rs.Arm("x"), dino=0.99, best=0.6), _record(rs.Arm("y"), dino=0.8, best=0.3)]
+    table = rs.sweep_table(records)
+    assert list(table.index) == ["x", "y"]
+    assert table.loc["x", "val accuracy, best"] == 0.6 and table.loc["y", "DINO loss / log K"] == 0.8
+    assert table.loc["x", "val accuracy, last"] == 0.6  # the last of the val curve
+
+
+def test_unknown_arm_and_data_are_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        rs.main(["--data", "toy", "--out", str(tmp_path / "s.json"), "--arms", "no_such_arm"])
+    with pytest.raises(ValueError, match="unknown sweep data"):
+        rs._data("mnist", tmp_path)
+
+
+def test_recorded_sweeps_are_complete_and_consistent():
+    """The sweeps notebook 01 shows: every arm of SWEEPS recorded, with its current overrides."""
+    for kind in ("toy",):
+        records = {r["arm"]: r for r in rs.load_sweep(rs.RESULTS_DIR / f"recipe_sweep_{kind}.json")}
+        assert set(records) == {a.name for a in rs.SWEEPS[kind]}
+        for arm in rs.SWEEPS[kind]:
+            r = records[arm.name]
+            assert r["overrides"] == json.loads(json.dumps(arm.overrides))
+            assert 0 < r["dino_over_log_k"] < 1.2 and 0 <= r["val_best"] <= 1
+            assert r["val_best"] == max(v for _, v in r["val"])
+
+
+@pytest.mark.slow
+def test_one_toy_arm_runs_and_records_every_field(tmp_path, monkeypatch):
+    monkeypatch.setitem(rs.BASES, "toy", {**rs.BASES["toy"], "max_steps": 6, "eval_every": 3, "batch_size": 8})
+    record = rs.run_arm("toy", rs.Arm("tiny", {"layer_scale_init": 0.1}), tmp_path)
+    assert [s for s, _ in record["val"]] == [3, 6]
+    assert record["val_kind"] == "accuracy" and 0 <= record["val_init"] <= 1
+    assert 0 < record["dino_over_log_k"] < 1.5 and math.isfinite(record["cls_std"])
+
+
+@pytest.mark.slow
+def test_toy_shapes_a_short_run_learns_the_classes_far_better_than_random_init(tmp_path):
+    """The recorded sweep's best 150-step arm, rerun: the teacher's [CLS] separates the 8 shapes (kNN on val)."""
+    arm = next(a for a in rs.SWEEPS["toy"] if a.name == "teacher_momentum_0.9")
+    record = rs.run_arm("toy", arm, tmp_path)
+    assert record["val_init"] < 0.3  # 8 classes: chance is 0.125
+    assert record["val_best"] >= record["val_init"] + 0.1 and record["val_best"] >= 1.5 * record["val_init"]
