@@ -228,6 +228,17 @@ def load_open_clip(folder: str | os.PathLike) -> torch.nn.Module:
     return model.eval()
 
 
+def _clip_stem(class_embedding: torch.Tensor, positional: torch.Tensor, conv: torch.Tensor,
+               pre_norm: tuple[torch.Tensor, torch.Tensor], post_norm: tuple[torch.Tensor, torch.Tensor]) -> StateDict:
+    """A CLIP ViT's stem in timm's names: the class embedding carries its position (timm adds none to it), the
+    (1 + N, D) position table loses that row, the pre-norm and the final norm keep their weights and biases."""
+    D = class_embedding.shape[0]
+    return {"cls_token": (class_embedding + positional[0]).reshape(1, 1, D),
+            "pos_embed": positional[1:].unsqueeze(0).clone(), "patch_embed.proj.weight": conv,
+            "norm_pre.weight": pre_norm[0], "norm_pre.bias": pre_norm[1],
+            "norm.weight": post_norm[0], "norm.bias": post_norm[1]}
+
+
 def open_clip_vit_to_backbone(visual: torch.nn.Module, mean, std, where: str) -> tuple[StateDict, BackboneSpec]:
     """open_clip's own ``VisionTransformer`` (class-token pooling, no attentional pool) → weights and spec."""
     if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
@@ -236,14 +247,8 @@ def open_clip_vit_to_backbone(visual: torch.nn.Module, mean, std, where: str) ->
     s = visual.state_dict()
     blocks = visual.transformer.resblocks
     D = s["class_embedding"].shape[0]
-    pos = s["positional_embedding"]
-    out: StateDict = {
-        "cls_token": (s["class_embedding"] + pos[0]).reshape(1, 1, D),
-        "pos_embed": pos[1:].unsqueeze(0).clone(),
-        "patch_embed.proj.weight": s["conv1.weight"],
-        "norm_pre.weight": s["ln_pre.weight"], "norm_pre.bias": s["ln_pre.bias"],
-        "norm.weight": s["ln_post.weight"], "norm.bias": s["ln_post.bias"],
-    }
+    out = _clip_stem(s["class_embedding"], s["positional_embedding"], s["conv1.weight"],
+                     (s["ln_pre.weight"], s["ln_pre.bias"]), (s["ln_post.weight"], s["ln_post.bias"]))
     names = {"ln_1": "norm1", "ln_2": "norm2", "attn.in_proj": "attn.qkv", "attn.out_proj": "attn.proj",
              "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
     for i in range(len(blocks)):
@@ -281,14 +286,10 @@ def read_hf_clip_folder(folder: Path) -> tuple[StateDict, BackboneSpec]:
     if not state:
         raise EncoderLayoutError(f"{folder}: model.safetensors holds no vision_model.* weights")
     D = state["embeddings.class_embedding"].shape[0]
-    pos = state["embeddings.position_embedding.weight"]
-    out: StateDict = {
-        "cls_token": (state["embeddings.class_embedding"] + pos[0]).reshape(1, 1, D),
-        "pos_embed": pos[1:].unsqueeze(0).clone(),
-        "patch_embed.proj.weight": state["embeddings.patch_embedding.weight"],
-        "norm_pre.weight": state["pre_layrnorm.weight"], "norm_pre.bias": state["pre_layrnorm.bias"],
-        "norm.weight": state["post_layernorm.weight"], "norm.bias": state["post_layernorm.bias"],
-    }
+    out = _clip_stem(state["embeddings.class_embedding"], state["embeddings.position_embedding.weight"],
+                     state["embeddings.patch_embedding.weight"],
+                     (state["pre_layrnorm.weight"], state["pre_layrnorm.bias"]),
+                     (state["post_layernorm.weight"], state["post_layernorm.bias"]))
     depth = int(vision.get("num_hidden_layers", 12))
     for i in range(depth):
         src = f"encoder.layers.{i}."
