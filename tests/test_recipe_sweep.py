@@ -55,7 +55,7 @@ def test_unknown_arm_and_data_are_refused(tmp_path):
 
 def test_recorded_sweeps_are_complete_and_consistent():
     """The sweeps notebook 01 shows: every arm of SWEEPS recorded, with its current overrides."""
-    for kind in ("toy",):
+    for kind in ("toy", "phantoms"):
         records = {r["arm"]: r for r in rs.load_sweep(rs.RESULTS_DIR / f"recipe_sweep_{kind}.json")}
         assert set(records) == {a.name for a in rs.SWEEPS[kind]}
         for arm in rs.SWEEPS[kind]:
