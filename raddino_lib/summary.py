@@ -29,6 +29,8 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("05_attention_maps", "attn_mass_small_excess", "attention excess, small findings"),
     ("06_metadata_correlation", "age_r2", "age R²"),
     ("06_metadata_correlation", "sex_auroc", "sex AUROC"),
+    ("07_report_generation", "clinical_f1_macro", "report clinical macro F1"),
+    ("07_report_generation", "rouge_l", "report ROUGE-L"),
 )
 
 

@@ -42,3 +42,11 @@ def test_a_notebook_table_is_metrics_by_rows():
     lines = notebook_table(table).splitlines()
     assert lines[0] == "| metric | pixels | supervised |"
     assert lines[2] == "| a | 0.100 | 0.900 |" and lines[3] == "| b | – | 0.800 |"
+
+
+def test_rows_run_from_report_generation_floor_to_its_oracle():
+    from raddino_lib.probe.encoders import table_order
+
+    rows = ["oracle", "ssl", "most_frequent", "supervised", "retrieval_ssl", "pixels", "random", "language"]
+    assert table_order(rows) == ["most_frequent", "pixels", "random", "ssl", "language", "retrieval_ssl",
+                                 "supervised", "oracle"]

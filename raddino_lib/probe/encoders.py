@@ -40,10 +40,13 @@ def parse_extra(extra: str) -> dict[str, str]:
 
 
 def table_order(names) -> list[str]:
-    """Floor first, then random, ssl, language, the extras in their order, the ceiling last."""
+    """Floors first (report generation's constant ``most_frequent`` report, the pixels, random init), then ssl,
+    language, the extras in their order, the ceilings last (the supervised encoder, report generation's
+    ``oracle``)."""
     names = list(names)
-    head = [n for n in (FLOOR, "random", "ssl", "language") if n in names]
-    return head + [n for n in names if n not in head and n != CEILING] + ([CEILING] if CEILING in names else [])
+    head = [n for n in ("most_frequent", FLOOR, "random", "ssl", "language") if n in names]
+    tail = [n for n in (CEILING, "oracle") if n in names]
+    return head + [n for n in names if n not in head and n not in tail] + tail
 
 
 def resolve_encoders(ssl: str = "", random: str = "", language: str = "", extra: str = "", supervised: str = ""
