@@ -80,7 +80,7 @@ SMOKE = Profile(
         **_probes({"image_size": 64, "n_boot": 50, "seed": 0, "supervised_steps": 30},
                   {"segmentation": {"epochs": 5, "upernet_epochs": 3},
                    "attention": {"n_images": 4, "interactive": False},
-                   "report_generation": {"decoder_steps": 100}}),
+                   "report_generation": {"decoder_steps": 60, "max_len": 48, "max_new_tokens": 48}}),
         "ct_phantoms": {"n_volumes": 40, "size": 32, "seed": 0, "balanced": True, "difficulty_epochs": 5,
                         "n_boot": 100},
     },
