@@ -129,6 +129,12 @@ def execute_notebook(name: str, params: dict[str, Any], nb_out: Path, options: R
     return seconds
 
 
+def last_wall_time(nb_out: Path) -> float | None:
+    """Seconds the notebook took when it last finished in ``nb_out`` (None: it never did)."""
+    done = nb_out / DONE_NAME
+    return json.loads(done.read_text()).get("wall_time_s") if done.is_file() else None
+
+
 def selected(options: RunOptions, section: str, name: str) -> bool:
     return not options.only or section in options.only or name in options.only
 
@@ -146,11 +152,10 @@ def run_pipeline(options: RunOptions, log: Callable[[str], None] = print) -> dic
             if not (nb_out / RESULTS_NAME).is_file():
                 raise PipelineError(f"{name} is skipped but has no results in {nb_out}: run it first")
             log(f"[{k}/{total}] {name}: complete, skipped")
-            timings[name] = json.loads((nb_out / DONE_NAME).read_text())["wall_time_s"] \
-                if (nb_out / DONE_NAME).is_file() else float("nan")
+            recorded = last_wall_time(nb_out)
+            timings[name] = float("nan") if recorded is None else recorded
         else:
-            before = json.loads((nb_out / DONE_NAME).read_text()).get("wall_time_s") \
-                if (nb_out / DONE_NAME).is_file() else None
+            before = last_wall_time(nb_out)
             log(f"[{k}/{total}] {name}: running ..." + (f" (took {before:.0f} s last time)" if before else ""))
             timings[name] = execute_notebook(name, params, nb_out, options)
             log(f"[{k}/{total}] {name}: done in {timings[name]:.0f} s")

@@ -15,6 +15,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from raddino_lib.atomic import write_json
+
 DONE = "built.json"
 
 
@@ -30,8 +32,5 @@ def build_once(root: Path, name: str, build: Callable[[Path], Any]) -> tuple[Pat
     with FileLock(str(root / f"{name}.lock")):
         done = out / DONE
         if not done.exists():
-            result = build(out)
-            tmp = done.with_suffix(".tmp")
-            tmp.write_text(json.dumps(result, default=str))
-            tmp.replace(done)
+            write_json(done, build(out))
         return out, json.loads(done.read_text())

@@ -167,7 +167,7 @@ def run_sweep(kind: str, out: str | Path, root: str | Path, arms: Iterable[str] 
     records = load_sweep(out)
     done = {(r["arm"], json.dumps(r["overrides"], sort_keys=True)) for r in records}
     for arm in SWEEPS[kind]:
-        key = (arm.name, json.dumps(json.loads(json.dumps(arm.overrides)), sort_keys=True))
+        key = (arm.name, json.dumps(arm.overrides, sort_keys=True))  # tuples dump as the lists JSON read back
         if (wanted and arm.name not in wanted) or key in done:
             continue
         print(f"[{kind}] {arm.name}: {arm.note}", flush=True)

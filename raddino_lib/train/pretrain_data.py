@@ -140,7 +140,7 @@ def build_augmentation(cfg: Any, image_mean: tuple[float, ...], image_std: tuple
     return MultiCropAugmentation(
         global_crop_size=cfg.global_crop_size, local_crop_size=cfg.local_crop_size, n_local_crops=cfg.n_local_crops,
         global_crops_scale=cfg.global_crops_scale, local_crops_scale=cfg.local_crops_scale,
-        mean=image_mean, std=image_std, **PHOTOMETRIC_LEVELS[getattr(cfg, "photometric", "full")])
+        mean=image_mean, std=image_std, **PHOTOMETRIC_LEVELS[cfg.photometric])
 
 
 def build_pretrain_loader(cfg: Any, spec: Any, info: Any, start_step: int = 0) -> tuple[DataLoader, int]:
