@@ -20,6 +20,9 @@ A verdict is only worth reading when the measure can tell encoders apart. :func:
 floor and the ceiling say: a ceiling that does not clear the floor means the measure is saturated (or the
 ceiling undertrained), and an encoder inside the floor's interval has learned nothing the measure sees.
 
+A results.json may name ``aliases`` (role -> row): notebook 08 maps "largest" and "smallest" to its data-size
+arms and "ssl" to its base arm.
+
 Notebooks are found by their number (``"07"`` matches any ``07_*`` folder), so a notebook added later (report
 generation 07, scaling 08) fills its row as soon as its results.json exists and carries the metric and rows
 named in its :class:`Claim`.
@@ -171,6 +174,8 @@ def evaluate_claim(claim: Claim, results: Mapping[str, Any] | None) -> ClaimRow:
     if results is None:
         return ClaimRow(claim, "", {}, NOT_RUN, [])
     table = results.get("table", {})
+    alias = results.get("aliases", {})  # role -> row, e.g. "largest" -> "base" (notebook 08)
+    table = {**{role: table[row] for role, row in alias.items() if row in table}, **table}
     metric = next((m for m in claim.metrics if any(m in row for row in table.values())), "")
     if not metric:
         return ClaimRow(claim, "", {}, NOT_MEASURED, [f"none of {list(claim.metrics)} in the results"])

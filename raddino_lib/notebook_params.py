@@ -23,6 +23,7 @@ __all__ = [
     "PretrainParams",
     "ProbeParams",
     "ReportGenerationParams",
+    "ScalingParams",
     "SegmentationParams",
 ]
 
@@ -147,6 +148,34 @@ class ReportGenerationParams(ProbeParams):  # 07_report_generation
 
 
 @dataclass(frozen=True)
+class ScalingParams(NotebookParams):  # 08_scaling_and_ablations
+    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "supervised_encoder")
+    output_dir: str
+    manifest: str
+    supervised_encoder: str
+    feature_cache_dir: str
+    arch: str
+    patch_size: int
+    depth: int
+    global_crop_size: int
+    local_crop_size: int
+    n_local_crops: int
+    batch_size: int
+    max_steps: int
+    out_dim: int
+    recipe: str
+    sizes: str
+    step_counts: str
+    small_crop: int
+    groups: str
+    arms: str
+    seg_epochs: int
+    n_boot: int
+    seed: int
+    device: str
+
+
+@dataclass(frozen=True)
 class CTPhantomsParams(NotebookParams):  # 09_ct_phantoms_tour
     output_dir: str
     data_dir: str
@@ -168,5 +197,6 @@ PARAMS_BY_NOTEBOOK: dict[str, type[NotebookParams]] = {
     "05_attention_maps": AttentionParams,
     "06_metadata_correlation": MetadataParams,
     "07_report_generation": ReportGenerationParams,
+    "08_scaling_and_ablations": ScalingParams,
     "09_ct_phantoms_tour": CTPhantomsParams,
 }

@@ -76,6 +76,9 @@ def notebook_parameters(options: RunOptions, section: str, nb_out: Path, artifac
     params["manifest"] = options.manifest or artifacts["manifest"]
     if section == "pretrain":
         params["init_weights"] = options.init_weights
+    elif section == "scaling":  # pretrains its own arms; probes them beside the supervised ceiling
+        params["supervised_encoder"] = artifacts.get("supervised_encoder", "")
+        params["feature_cache_dir"] = str(options.out / "features")
     elif section != "language":
         params["ssl_encoder"] = artifacts.get("backbone", "")
         params["random_encoder"] = artifacts.get("backbone_init", "")

@@ -75,15 +75,33 @@ def headline_rows(tables: dict[str, dict[str, dict[str, Any]]]) -> tuple[list[st
     return ["encoder"] + [title for _, _, title in columns], rows
 
 
+WIDE_TABLE = 8  # a table with more rows (encoders, arms) than this is shown with one row per encoder
+
+
 def notebook_table(table: dict[str, dict[str, Any]]) -> str:
-    """One notebook's table as metric rows × encoder columns (floor first, ceiling last)."""
+    """One notebook's table as metric rows × encoder columns (floor first, ceiling last); transposed (one row
+    per encoder) when it has many encoders and fewer metrics, as notebook 08's arms."""
     encoders = table_order(table)
     metrics = list(dict.fromkeys(m for enc in encoders for m in table[enc]))
+    if len(encoders) > WIDE_TABLE and len(metrics) < len(encoders):
+        body = [[enc] + [format_metric(table[enc].get(m)) for m in metrics] for enc in encoders]
+        return markdown_table(["row"] + metrics, body)
     body = [[m] + [format_metric(table[enc].get(m)) for enc in encoders] for m in metrics]
     return markdown_table(["metric"] + encoders, body)
 
 
-def render_markdown(profile: str, tables: dict, timings: dict[str, float], claims: str = "") -> str:
+def collect_figures(out: Path) -> dict[str, list[str]]:
+    """notebook -> figure paths relative to ``out`` that its results.json lists under "figures"."""
+    figures = {}
+    for _, name in NOTEBOOKS:
+        if (out / name / RESULTS_NAME).is_file():
+            listed = read_results(out / name).get("figures", [])
+            figures[name] = [f"{name}/{f}" for f in listed if (out / name / f).is_file()]
+    return figures
+
+
+def render_markdown(profile: str, tables: dict, timings: dict[str, float], claims: str = "",
+                    figures: dict[str, list[str]] | None = None) -> str:
     header, rows = headline_rows(tables)
     parts = [f"# raddino run summary — profile `{profile}`", "",
              "Values are on the test split, with 95% patient-level bootstrap intervals in brackets. Every "
@@ -97,6 +115,7 @@ def render_markdown(profile: str, tables: dict, timings: dict[str, float], claim
     for name, table in tables.items():
         if table:
             parts += [f"## {name}", "", notebook_table(table), ""]
+            parts += [f"![{Path(f).stem}]({f})\n" for f in (figures or {}).get(name, [])]
     total = sum(t for t in timings.values() if not math.isnan(t))
     time_rows = [[name, "–" if math.isnan(t) else f"{t:.0f}"] for name, t in timings.items()]
     parts += ["## Wall time", "", markdown_table(["notebook", "seconds"], time_rows + [["total", f"{total:.0f}"]]), ""]
@@ -110,5 +129,6 @@ def write_summary(out: Path, profile: str, timings: dict[str, float]) -> dict[st
                "total_wall_time_s": sum(t for t in timings.values() if not math.isnan(t))}
     atomic.write_json(out / "summary.json", summary)
     atomic.write_text(out / "summary.md", render_markdown(profile, tables, timings,
-                                                          claims_markdown(claims, format_metric)))
+                                                          claims_markdown(claims, format_metric),
+                                                          collect_figures(out)))
     return summary

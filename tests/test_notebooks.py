@@ -268,3 +268,22 @@ def test_smoke_report_generation_rows_metrics_and_claim(smoke_run):
     assert all(0.0 < loss < 3.0 for loss in res["train_loss"].values())  # from log(vocab) = 6.2 at the start
     claim = next(c for c in summary["claims"] if c["key"] == "report_generation")
     assert claim["verdict"] != "not run" and claim["metric"] == "clinical_f1_macro"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
+def test_smoke_scaling_arms_between_floor_and_ceiling_and_the_scaling_claim(smoke_run):
+    out, summary = smoke_run
+    res = _results(out, "08_scaling_and_ablations")
+    table = res["table"]
+    assert {"base", "images_48", "random", "pixels", "supervised"} <= set(table)
+    for row, cells in table.items():
+        for m in ("cls_macro_auroc", "dice_mean", "age_r2"):
+            assert _cell_ok(cells[m]), (row, m)
+        assert 0.0 <= cells["cls_macro_auroc"]["value"] <= 1.0 and 0.0 <= cells["dice_mean"]["value"] <= 1.0
+    assert res["aliases"] == {"ssl": "base", "largest": "base", "smallest": "images_48"}
+    assert (res["arms"]["base"]["n_images"], res["arms"]["images_48"]["n_images"]) == (160, 48)
+    assert all((out / "08_scaling_and_ablations" / "arms" / arm / "arm.json").is_file() for arm in res["arms"])
+    claim = next(c for c in summary["claims"] if c["key"] == "scaling")
+    assert claim["verdict"] != "not run" and claim["metric"] == "cls_macro_auroc"
+    assert "![scaling_curves](08_scaling_and_ablations/scaling_curves.png)" in (out / "summary.md").read_text()
