@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from raddino_lib import claims
 from raddino_lib.data.manifest import read_manifest
@@ -204,3 +205,9 @@ def test_arms_frame_lists_each_arm_with_intervals():
     assert frame.loc["base", "findings macro AUROC (linear, CLS)"] == "0.700 [0.600, 0.800]"
     assert frame.loc["base", "age R² (ridge, CLS + mean patch)"] == "–"
     assert np.isclose(frame.loc["base", "DINO loss / log K"], 0.99)
+
+
+def test_auto_device_is_resolved_for_pretraining_and_probes(tmp_path):
+    run = A.ArmRun(tmp_path, "m.csv", TINY, A.ProbeSettings(device="auto"), device="auto")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert run.device == expected and run.probe.device == expected

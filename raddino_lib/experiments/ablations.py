@@ -349,8 +349,12 @@ class ArmRun:
     cache_dir: str = ""  # feature cache shared with the probe notebooks; "" = <root>/features
 
     def __post_init__(self) -> None:
+        from raddino_lib.device import resolve_device
+
         self.root = Path(self.root).resolve()
         self.cache_dir = self.cache_dir or str(self.root / "features")
+        self.device = str(resolve_device(self.device))  # "auto" -> cuda or cpu, for the probes' heads too
+        self.probe = dataclasses.replace(self.probe, device=str(resolve_device(self.probe.device)))
 
     def arm_dir(self, arm: Arm) -> Path:
         return self.root / "arms" / arm.name
