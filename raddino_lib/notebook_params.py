@@ -73,7 +73,7 @@ class PretrainParams(NotebookParams):  # 01_pretrain_rad_dino
 
 @dataclass(frozen=True)
 class LanguageParams(NotebookParams):  # 02_language_supervised
-    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest",)
+    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "text_init")
     output_dir: str
     manifest: str
     arch: str
@@ -82,6 +82,8 @@ class LanguageParams(NotebookParams):  # 02_language_supervised
     image_size: int
     batch_size: int
     max_steps: int
+    text_model: str
+    text_init: str
     seed: int
     device: str
 

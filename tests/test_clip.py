@@ -167,7 +167,7 @@ def tiny_run(tmp_path_factory):
 
 def test_train_clip_writes_a_loadable_encoder_and_metrics(tiny_run):
     cfg, result = tiny_run
-    assert [p.is_file() for p in (result.image_encoder_path, result.model_path, result.tokenizer_path,
+    assert [p.exists() for p in (result.image_encoder_path, result.model_path, result.tokenizer_path,
                                   result.metrics_path)] == [True] * 4
     encoder = load_backbone(result.image_encoder_path)
     clip = load_clip(result.model_path)

@@ -1,4 +1,5 @@
-"""CLIP-style image–report model: a timm ViT image tower, a text tower, linear projections and the loss.
+"""CLIP-style image–report model: a timm ViT image tower, a text tower (a BERT, or the small transformer of
+``models.text``), linear projections and the loss.
 
 ``encode_image`` / ``encode_text`` return L2-normalized (B, proj_dim)
 embeddings, so ``image @ text.T`` is the cosine-similarity matrix. The image
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from torch import nn
 from raddino_lib.atomic import atomic_path
 from raddino_lib.losses.clip import CLIPLoss
 from raddino_lib.models.backbone import backbone_from_spec, backbone_spec
-from raddino_lib.models.text import TextConfig, TextTransformer
+from raddino_lib.models.text import text_tower_from_spec, text_tower_spec
 
 META_KEY = "raddino_clip"
 
@@ -31,7 +31,7 @@ META_KEY = "raddino_clip"
 class CLIPModel(nn.Module):
     """Two towers + projections; ``criterion`` owns the learnable temperature (``logit_scale``)."""
 
-    def __init__(self, image_encoder: nn.Module, text_encoder: TextTransformer, proj_dim: int = 128,
+    def __init__(self, image_encoder: nn.Module, text_encoder: nn.Module, proj_dim: int = 128,
                  init_temperature: float = 0.07) -> None:
         super().__init__()
         self.image_encoder = image_encoder
@@ -55,7 +55,7 @@ class CLIPModel(nn.Module):
         return self.criterion(self.encode_image(images), self.encode_text(ids))
 
     def spec(self) -> dict[str, Any]:
-        return {"image": backbone_spec(self.image_encoder), "text": asdict(self.text_encoder.cfg),
+        return {"image": backbone_spec(self.image_encoder), "text": text_tower_spec(self.text_encoder),
                 "proj_dim": self.proj_dim}
 
 
@@ -79,7 +79,6 @@ def load_clip(path: str | os.PathLike) -> CLIPModel:
     if raw is None:
         raise ValueError(f"{path}: no '{META_KEY}' metadata; not a CLIP model saved by save_clip")
     spec = json.loads(raw)
-    model = CLIPModel(backbone_from_spec(spec["image"]), TextTransformer(TextConfig(**spec["text"])),
-                      spec["proj_dim"])
+    model = CLIPModel(backbone_from_spec(spec["image"]), text_tower_from_spec(spec["text"]), spec["proj_dim"])
     model.load_state_dict(load_file(str(path)))
     return model.eval()

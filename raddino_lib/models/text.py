@@ -65,3 +65,79 @@ class TextTransformer(nn.Module):
         less compute: reports are much shorter than max_length)."""
         length = int((ids != self.cfg.pad_id).sum(dim=1).max().clamp(min=1))
         return self.forward_tokens(ids[:, :length])[:, 0]
+
+
+# ===== BERT (CXR-BERT's architecture) =====
+
+class BertTextEncoder(nn.Module):
+    """A ``transformers`` ``BertModel`` as the text tower: ids (B, L) -> (B, width), its [CLS] token.
+
+    :meth:`from_config` builds a small BERT from scratch (CXR-BERT's architecture at a CPU size);
+    :meth:`from_pretrained` reads a local BERT folder (CXR-BERT or any ``BertModel``). Padding is masked out of
+    attention, and trailing all-padding columns are dropped first (same result, less compute).
+    """
+
+    def __init__(self, bert: nn.Module, pad_id: int = 0) -> None:
+        super().__init__()
+        self.bert = bert
+        self.pad_id = pad_id
+
+    @classmethod
+    def from_config(cls, vocab_size: int, max_length: int, width: int = 128, depth: int = 2, heads: int = 4,
+                    mlp_ratio: float = 4.0, dropout: float = 0.0, pad_id: int = 0) -> BertTextEncoder:
+        from transformers import BertConfig, BertModel
+
+        if width % heads:
+            raise ValueError(f"text width {width} must be divisible by heads {heads}")
+        config = BertConfig(vocab_size=vocab_size, hidden_size=width, num_hidden_layers=depth,
+                            num_attention_heads=heads, intermediate_size=int(mlp_ratio * width),
+                            max_position_embeddings=max_length, hidden_dropout_prob=dropout,
+                            attention_probs_dropout_prob=dropout, pad_token_id=pad_id)
+        return cls(BertModel(config, add_pooling_layer=False), pad_id)
+
+    @classmethod
+    def from_pretrained(cls, folder: str, pad_id: int = 0) -> BertTextEncoder:
+        """A local BERT folder (config.json + weights); a non-BERT model or a missing folder fails clearly."""
+        from pathlib import Path
+
+        from transformers import AutoConfig, BertModel
+
+        if not (Path(folder) / "config.json").is_file():
+            raise FileNotFoundError(f"text_init {folder}: no config.json (expected a BERT folder such as CXR-BERT's)")
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        if config.model_type != "bert":
+            raise ValueError(f"text_init {folder}: model_type {config.model_type!r}, expected 'bert' (CXR-BERT, "
+                             "BiomedBERT, any BertModel folder)")
+        return cls(BertModel.from_pretrained(folder, local_files_only=True, add_pooling_layer=False), pad_id)
+
+    @property
+    def width(self) -> int:
+        return int(self.bert.config.hidden_size)
+
+    @property
+    def max_length(self) -> int:
+        return int(self.bert.config.max_position_embeddings)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        keep = ids != self.pad_id
+        length = int(keep.sum(dim=1).max().clamp(min=1))
+        out = self.bert(input_ids=ids[:, :length], attention_mask=keep[:, :length].long())
+        return out.last_hidden_state[:, 0]
+
+    def spec(self) -> dict:
+        return {"kind": "bert", "config": self.bert.config.to_dict(), "pad_id": self.pad_id}
+
+
+def text_tower_spec(tower: nn.Module) -> dict:
+    """What rebuilds a text tower (saved in the CLIP model's metadata)."""
+    return tower.spec() if isinstance(tower, BertTextEncoder) else asdict(tower.cfg)
+
+
+def text_tower_from_spec(spec: dict) -> nn.Module:
+    """A text tower from :func:`text_tower_spec` (untrained weights; load the state dict after)."""
+    if spec.get("kind") == "bert":
+        from transformers import BertConfig, BertModel
+
+        config = BertConfig.from_dict(spec["config"])
+        return BertTextEncoder(BertModel(config, add_pooling_layer=False), spec["pad_id"])
+    return TextTransformer(TextConfig(**spec))

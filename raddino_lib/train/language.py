@@ -3,11 +3,12 @@
 The comparison RAD-DINO makes (PAPERS.md): encoders trained with report
 supervision (CLIP, ConVIRT, BioViL, COLIPRI) against the image-only DINOv2
 recipe. This trainer pairs each training image with its report, trains a ViT
-(the same ``create_backbone`` as the SSL runs) and a small text transformer
-with the symmetric InfoNCE loss, and writes the image tower with
+(the same ``create_backbone`` as the SSL runs) and a text tower — a small BERT with a
+WordPiece vocabulary learned on the reports (CXR-BERT's architecture), or a local
+CXR-BERT folder (``text_init``) — with the symmetric InfoNCE loss, and writes the image tower with
 ``save_backbone`` so every probe reads it like any other encoder.
 
-Run folder (``cfg.out_dir``): config.json, tokenizer.json, metrics.csv,
+Run folder (``cfg.out_dir``): config.json, tokenizer/ (tokenizer.json for the word tokenizer), metrics.csv,
 clip_model.safetensors (both towers), image_encoder.safetensors, eval.json.
 """
 
@@ -30,12 +31,12 @@ from torch import nn
 
 from raddino_lib import atomic
 from raddino_lib.data.manifest import read_manifest
-from raddino_lib.data.tokenizer import WordTokenizer
+from raddino_lib.data.tokenizer import WordPieceTokenizer, WordTokenizer
 from raddino_lib.device import resolve_device
 from raddino_lib.losses.clip import MAX_LOGIT_SCALE
 from raddino_lib.models.backbone import create_backbone
 from raddino_lib.models.clip import CLIPModel, save_clip
-from raddino_lib.models.text import TextConfig, TextTransformer
+from raddino_lib.models.text import BertTextEncoder, TextConfig, TextTransformer
 from raddino_lib.models.weights import save_backbone
 from raddino_lib.train.language_eval import CLIPEvaluation, evaluate_clip
 from raddino_lib.train.schedules import cosine_schedule
@@ -59,11 +60,15 @@ class CLIPConfig:
     weight_decay: float = 0.2  # AdamW on weight matrices only (CLIP used 0.2)
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     proj_dim: int = 128  # shared embedding width (CLIP ViT-B: 512; BioViL: 128)
-    text_width: int = 128  # text transformer width
-    text_depth: int = 2  # text transformer blocks
+    text_model: str = "bert"  # "bert": a transformers BertModel (CXR-BERT's architecture) with a WordPiece
+    # vocabulary learned on the training reports; "transformer": the small word-level transformer of models.text
+    text_init: str = ""  # a local BERT folder (CXR-BERT, any BertModel) with its tokenizer: the text tower starts
+    # from it and text_width/depth/heads/vocab_size are read from the folder; "" = from scratch
+    text_width: int = 128  # text tower width (from scratch)
+    text_depth: int = 2  # text tower blocks (CXR-BERT has 12)
     text_heads: int = 4  # text attention heads
     max_length: int = 96  # tokens per report incl. [CLS]/[SEP]; phantom reports are 10–80 words
-    vocab_size: int = 5000  # word vocabulary cap (most frequent words of the training reports)
+    vocab_size: int = 5000  # vocabulary cap: WordPiece tokens, or words for text_model "transformer"
     init_temperature: float = 0.07  # CLIP's initial tau; learned (logit scale clamped at 100)
     patch_drop: float = 0.5  # FLIP: drop this share of patch tokens while training (2x faster at 0.5); 0 = off
     crop_scale: tuple[float, float] = (0.6, 1.0)  # random-resized-crop area range; (1, 1) = no crop jitter
@@ -87,12 +92,15 @@ class CLIPConfig:
             "device": self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:"),
             "warmup_steps": self.warmup_steps <= self.max_steps, "depth": self.depth >= 0,
             "eval_split": self.eval_split in ("train", "val", "test"), "init_temperature": self.init_temperature > 0,
+            "text_model": self.text_model in ("bert", "transformer"),
+            "text_init": not self.text_init or (self.text_model == "bert" and Path(self.text_init).is_dir()),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = {name: getattr(self, name) for name in bad}
             raise ValueError(f"CLIPConfig: invalid {values} (manifest is required; batch_size >= 2; "
-                             f"0 <= patch_drop < 1; 0 < crop_scale[0] <= crop_scale[1] <= 1; device cpu|cuda|auto)")
+                             f"0 <= patch_drop < 1; 0 < crop_scale[0] <= crop_scale[1] <= 1; device cpu|cuda|auto; "
+                             f"text_model bert|transformer; text_init an existing BERT folder, with text_model bert)")
 
     @property
     def warmup(self) -> int:
@@ -179,14 +187,34 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 and "pos_embed" not in name and "token" not in name else no_decay).append(p)
+            embedding = "pos_embed" in name or "token" in name or "embeddings." in name  # BERT: embeddings.*
+            (decay if p.ndim >= 2 and not embedding else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_model(cfg: CLIPConfig, tokenizer: WordTokenizer) -> CLIPModel:
+def build_tokenizer(cfg: CLIPConfig, reports: list[str]) -> WordTokenizer | WordPieceTokenizer:
+    """The text_init folder's tokenizer, or one learned on the training reports (WordPiece for BERT)."""
+    if cfg.text_init:
+        return WordPieceTokenizer.from_pretrained(cfg.text_init, max_length=cfg.max_length)
+    if cfg.text_model == "bert":
+        return WordPieceTokenizer.train(reports, vocab_size=cfg.vocab_size, max_length=cfg.max_length)
+    return WordTokenizer.train(reports, max_size=cfg.vocab_size, max_length=cfg.max_length)
+
+
+def build_model(cfg: CLIPConfig, tokenizer: WordTokenizer | WordPieceTokenizer) -> CLIPModel:
     image_encoder = create_backbone(cfg.arch, patch_size=cfg.patch_size, img_size=cfg.image_size, depth=cfg.depth)
-    text = TextTransformer(TextConfig(vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length,
-                                      width=cfg.text_width, depth=cfg.text_depth, heads=cfg.text_heads))
+    if cfg.text_init:
+        text = BertTextEncoder.from_pretrained(cfg.text_init, pad_id=tokenizer.pad_id)
+        if text.max_length < tokenizer.max_length or text.bert.config.vocab_size < tokenizer.vocab_size:
+            raise ValueError(f"text_init {cfg.text_init}: the model takes {text.max_length} positions and "
+                             f"{text.bert.config.vocab_size} token ids, its tokenizer gives up to "
+                             f"{tokenizer.max_length} and {tokenizer.vocab_size} (lower max_length)")
+    elif cfg.text_model == "bert":
+        text = BertTextEncoder.from_config(tokenizer.vocab_size, tokenizer.max_length, cfg.text_width, cfg.text_depth,
+                                           cfg.text_heads, pad_id=tokenizer.pad_id)
+    else:
+        text = TextTransformer(TextConfig(vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length,
+                                          width=cfg.text_width, depth=cfg.text_depth, heads=cfg.text_heads))
     return CLIPModel(image_encoder, text, cfg.proj_dim, cfg.init_temperature)
 
 
@@ -234,8 +262,9 @@ def train_clip(cfg: CLIPConfig, progress: bool = True) -> CLIPResult:
     atomic.write_json(run_dir / "config.json", asdict(cfg))
     df = read_manifest(cfg.manifest)
     pairs = PairSource(paired_rows(df, "train", cfg.manifest), cfg)
-    tokenizer = WordTokenizer.train(pairs.reports, max_size=cfg.vocab_size, max_length=cfg.max_length)
-    tokenizer_path = tokenizer.save(run_dir / "tokenizer.json")
+    tokenizer = build_tokenizer(cfg, pairs.reports)
+    tokenizer_path = tokenizer.save(run_dir / ("tokenizer.json" if isinstance(tokenizer, WordTokenizer) else
+                                               "tokenizer"))
     token_ids = tokenizer(pairs.reports)  # (N, L)
 
     # ===== model, optimizer, schedule =====

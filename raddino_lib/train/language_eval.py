@@ -24,7 +24,7 @@ from scipy.stats import rankdata
 from raddino_lib.data.datasets import ManifestDataset
 from raddino_lib.data.reports import zero_shot_prompts
 from raddino_lib.data.schema import CXR14_FINDINGS, label_column
-from raddino_lib.data.tokenizer import WordTokenizer
+from raddino_lib.data.tokenizer import WordPieceTokenizer, WordTokenizer
 from raddino_lib.data.transforms import EvalTransform
 from raddino_lib.models.clip import CLIPModel
 from raddino_lib.probe.bootstrap import Estimate, patient_bootstrap
@@ -107,7 +107,7 @@ def _recall(sim: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...]) -> dict[
 
 
 @torch.no_grad()
-def encode_prompts(model: CLIPModel, tokenizer: WordTokenizer, findings: tuple[str, ...],
+def encode_prompts(model: CLIPModel, tokenizer: WordTokenizer | WordPieceTokenizer, findings: tuple[str, ...],
                    device: torch.device) -> torch.Tensor:
     """(F, 2, P) unit-norm embeddings of each finding's (negative, positive) prompt, template-averaged."""
     out = []
@@ -122,9 +122,9 @@ def encode_prompts(model: CLIPModel, tokenizer: WordTokenizer, findings: tuple[s
 
 
 @torch.no_grad()
-def evaluate_clip(model: CLIPModel, tokenizer: WordTokenizer, df: pd.DataFrame, split: str, image_size: int,
-                  device: torch.device, batch_size: int = 128, findings: tuple[str, ...] = CXR14_FINDINGS
-                  ) -> CLIPEvaluation:
+def evaluate_clip(model: CLIPModel, tokenizer: WordTokenizer | WordPieceTokenizer, df: pd.DataFrame, split: str,
+                  image_size: int, device: torch.device, batch_size: int = 128,
+                  findings: tuple[str, ...] = CXR14_FINDINGS) -> CLIPEvaluation:
     """Embed every image and report of ``split`` and score the zero-shot prompts."""
     model.eval()
     spec = model.image_encoder.spec
