@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("raddino_lib.train.cli", "DINOv2 / RAD-DINO self-supervised pretraining (DINO + iBOT + KoLeo)"),
     "train-clip": ("raddino_lib.train.cli",
                    "language-supervised baseline: CLIP-style image-report pretraining + zero-shot eval"),
+    "zero-shot": ("raddino_lib.train.cli", "zero-shot classification and retrieval of any two-tower model"),
     "extract": ("raddino_lib.probe.cli", "extract and cache frozen features (CLS, mean patch, grid)"),
     "probe": ("raddino_lib.probe.cli", "linear/kNN classification or linear segmentation probe of encoders"),
     "run": ("raddino_lib.pipeline", "execute every notebook with papermill and write a summary"),

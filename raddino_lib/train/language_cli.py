@@ -44,7 +44,35 @@ def run_train_clip(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_zero_shot(args: argparse.Namespace) -> int:
+    """Zero-shot classification and retrieval of any two-tower model on a manifest split (JSON to stdout)."""
+    from raddino_lib.data.manifest import read_manifest
+    from raddino_lib.device import resolve_device
+    from raddino_lib.models.two_tower import load_two_tower
+    from raddino_lib.train.language_eval import evaluate_two_tower
+
+    model = load_two_tower(args.model)
+    evaluation = evaluate_two_tower(model, read_manifest(args.manifest), args.split, args.image_size or None,
+                                    resolve_device(args.device), args.batch_size)
+    macro = evaluation.macro_auroc(args.n_boot)
+    summary = {**evaluation.summary(), "zeroshot_macro_auroc_ci": [macro.ci_low, macro.ci_high]}
+    print(json.dumps({"model": str(args.model), "kind": model.kind, **summary}, indent=2, default=float))
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    zero = subparsers.add_parser(
+        "zero-shot", help="zero-shot classification and retrieval of a two-tower model (this package's CLIP, "
+        "open_clip / BiomedCLIP, Hugging Face CLIP folders)", description=run_zero_shot.__doc__)
+    zero.add_argument("--model", required=True, help="clip_model.safetensors or its run folder, an open_clip "
+                      "folder or a Hugging Face CLIPModel folder")
+    zero.add_argument("--manifest", required=True, help="manifest.csv with label columns (and reports for retrieval)")
+    zero.add_argument("--split", default="test")
+    zero.add_argument("--image-size", type=int, default=0, help="eval crop; 0 = the model's own input size")
+    zero.add_argument("--batch-size", type=int, default=64)
+    zero.add_argument("--n-boot", type=int, default=200, help="patient-bootstrap resamples of the macro AUROC")
+    zero.add_argument("--device", default="auto")
+    zero.set_defaults(func=run_zero_shot)
     parser = subparsers.add_parser(
         "train-clip", help="language-supervised baseline: CLIP-style image-report pretraining + zero-shot eval",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -27,6 +27,7 @@ from raddino_lib.data.schema import CXR14_FINDINGS, label_column
 from raddino_lib.data.tokenizer import WordPieceTokenizer, WordTokenizer
 from raddino_lib.data.transforms import EvalTransform
 from raddino_lib.models.clip import CLIPModel
+from raddino_lib.models.two_tower import RaddinoCLIP, TwoTower
 from raddino_lib.probe.bootstrap import Estimate, patient_bootstrap
 
 PROMPT_TEMPLATES: tuple[str, ...] = ("{}", "FINDINGS: {} IMPRESSION: {}")  # averaged (CLIP prompt ensembling)
@@ -107,15 +108,13 @@ def _recall(sim: np.ndarray, relevant: np.ndarray, ks: tuple[int, ...]) -> dict[
 
 
 @torch.no_grad()
-def encode_prompts(model: CLIPModel, tokenizer: WordTokenizer | WordPieceTokenizer, findings: tuple[str, ...],
-                   device: torch.device) -> torch.Tensor:
+def encode_prompts(model: TwoTower, findings: tuple[str, ...]) -> torch.Tensor:
     """(F, 2, P) unit-norm embeddings of each finding's (negative, positive) prompt, template-averaged."""
     out = []
     for f in findings:
         pair = []
         for prompt in zero_shot_prompts(f):
-            texts = [t.format(prompt, prompt) for t in PROMPT_TEMPLATES]
-            emb = model.encode_text(tokenizer(texts).to(device)).mean(0)  # (P,)
+            emb = model.encode_text([t.format(prompt, prompt) for t in PROMPT_TEMPLATES]).mean(0)  # (P,)
             pair.append(emb / emb.norm())
         out.append(torch.stack(pair))
     return torch.stack(out)  # (F, 2, P)
@@ -125,10 +124,21 @@ def encode_prompts(model: CLIPModel, tokenizer: WordTokenizer | WordPieceTokeniz
 def evaluate_clip(model: CLIPModel, tokenizer: WordTokenizer | WordPieceTokenizer, df: pd.DataFrame, split: str,
                   image_size: int, device: torch.device, batch_size: int = 128,
                   findings: tuple[str, ...] = CXR14_FINDINGS) -> CLIPEvaluation:
-    """Embed every image and report of ``split`` and score the zero-shot prompts."""
-    model.eval()
-    spec = model.image_encoder.spec
-    data = ManifestDataset(df, split=split, transform=EvalTransform(image_size, spec.image_mean, spec.image_std))
+    """Embed every image and report of ``split`` and score the zero-shot prompts (this package's CLIP model)."""
+    return evaluate_two_tower(RaddinoCLIP(model, tokenizer), df, split, image_size, device, batch_size, findings)
+
+
+@torch.no_grad()
+def evaluate_two_tower(model: TwoTower, df: pd.DataFrame, split: str, image_size: int | None = None,
+                       device: torch.device | str = "cpu", batch_size: int = 128,
+                       findings: tuple[str, ...] = CXR14_FINDINGS) -> CLIPEvaluation:
+    """Zero-shot scores and retrieval embeddings of any two-tower model (``models.two_tower``) on ``split``.
+
+    Images are prepared with the model's own mean / std at ``image_size`` (None: the model's own input size).
+    """
+    model = model.to(device).eval()
+    size = image_size or model.image_size
+    data = ManifestDataset(df, split=split, transform=EvalTransform(size, model.image_mean, model.image_std))
     if len(data) == 0:
         raise ValueError(f"split '{split}' has no rows to evaluate on (splits present: {sorted(set(df['split']))})")
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
@@ -139,9 +149,8 @@ def evaluate_clip(model: CLIPModel, tokenizer: WordTokenizer | WordPieceTokenize
     has = [i for i, r in enumerate(reports) if r]
     for start in range(0, len(has), batch_size):
         chunk = has[start:start + batch_size]
-        ids = tokenizer([reports[i] for i in chunk]).to(device)
-        text_emb[chunk] = model.encode_text(ids).cpu()
-    prompts = encode_prompts(model, tokenizer, findings, device).cpu()  # (F, 2, P)
+        text_emb[chunk] = model.encode_text([reports[i] for i in chunk]).cpu()
+    prompts = encode_prompts(model, findings).cpu()  # (F, 2, P)
     sims = torch.einsum("np,fcp->nfc", image_emb, prompts)  # (N, F, 2)
     labels = np.stack([_labels(rows, f) for f in findings], axis=1)  # (N, F)
     return CLIPEvaluation(split, rows["image_id"].astype(str).tolist(), rows["patient_id"].astype(str).to_numpy(),
