@@ -73,7 +73,7 @@ class PretrainParams(NotebookParams):  # 01_pretrain_rad_dino
 
 @dataclass(frozen=True)
 class LanguageParams(NotebookParams):  # 02_language_supervised
-    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "text_init")
+    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "text_init", "image_init")
     output_dir: str
     manifest: str
     arch: str
@@ -83,6 +83,7 @@ class LanguageParams(NotebookParams):  # 02_language_supervised
     batch_size: int
     max_steps: int
     text_model: str
+    image_init: str
     text_init: str
     seed: int
     device: str

@@ -122,3 +122,27 @@ def test_the_same_reports_give_the_same_vocabulary(wordpiece):
     assert again.fast.get_vocab() == wordpiece.fast.get_vocab()  # ids too: the trained text tower depends on them
     with pytest.raises(ValueError, match="raise it"):
         WordPieceTokenizer.train(REPORTS, vocab_size=20)
+
+
+def test_image_init_starts_the_image_tower_from_an_encoder_folder(tmp_path):
+    from test_encoder_folders import MEAN, save_timm_folder
+
+    from raddino_lib.data.phantoms import generate
+    from raddino_lib.models import load_backbone
+    from raddino_lib.train.language import CLIPConfig, build_model, build_tokenizer, train_clip
+
+    save_timm_folder(tmp_path / "timm")
+    manifest = generate(tmp_path / "data", n=24, size=32, seed=0, balanced=True)
+    cfg = CLIPConfig(manifest=str(manifest), out_dir=str(tmp_path / "run"), image_init=str(tmp_path / "timm"),
+                     image_size=32, batch_size=8, max_steps=1, proj_dim=16, text_width=32, text_depth=1,
+                     text_heads=2, max_length=48, eval_batch_size=16)
+    model = build_model(cfg, build_tokenizer(cfg, REPORTS))
+    reference = load_backbone(tmp_path / "timm")
+    assert model.image_encoder.spec.image_mean == pytest.approx(MEAN)  # the folder's normalisation, not ImageNet's
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model.image_encoder.eval().forward_features(x), reference.forward_features(x), atol=1e-5)
+    result = train_clip(cfg, progress=False)
+    assert load_backbone(result.image_encoder_path).spec.embed_dim == reference.spec.embed_dim
+    with pytest.raises(ValueError, match="image_init"):
+        CLIPConfig(manifest="m.csv", image_init=str(tmp_path / "missing"))

@@ -37,7 +37,7 @@ from raddino_lib.losses.clip import MAX_LOGIT_SCALE
 from raddino_lib.models.backbone import create_backbone
 from raddino_lib.models.clip import CLIPModel, save_clip
 from raddino_lib.models.text import BertTextEncoder, TextConfig, TextTransformer
-from raddino_lib.models.weights import save_backbone
+from raddino_lib.models.weights import load_backbone, save_backbone
 from raddino_lib.train.language_eval import CLIPEvaluation, evaluate_clip
 from raddino_lib.train.schedules import cosine_schedule
 
@@ -60,6 +60,9 @@ class CLIPConfig:
     weight_decay: float = 0.2  # AdamW on weight matrices only (CLIP used 0.2)
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     proj_dim: int = 128  # shared embedding width (CLIP ViT-B: 512; BioViL: 128)
+    image_init: str = ""  # start the image tower from an encoder: this package's backbone or any encoder folder
+    # models.encoder_folders reads (DINOv2 / RAD-DINO, timm, open_clip, Hugging Face CLIP); arch, patch_size and
+    # depth are then the folder's; "" = from scratch
     text_model: str = "bert"  # "bert": a transformers BertModel (CXR-BERT's architecture) with a WordPiece
     # vocabulary learned on the training reports; "transformer": the small word-level transformer of models.text
     text_init: str = ""  # a local BERT folder (CXR-BERT, any BertModel) with its tokenizer: the text tower starts
@@ -94,13 +97,15 @@ class CLIPConfig:
             "eval_split": self.eval_split in ("train", "val", "test"), "init_temperature": self.init_temperature > 0,
             "text_model": self.text_model in ("bert", "transformer"),
             "text_init": not self.text_init or (self.text_model == "bert" and Path(self.text_init).is_dir()),
+            "image_init": not self.image_init or Path(self.image_init).exists(),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = {name: getattr(self, name) for name in bad}
             raise ValueError(f"CLIPConfig: invalid {values} (manifest is required; batch_size >= 2; "
                              f"0 <= patch_drop < 1; 0 < crop_scale[0] <= crop_scale[1] <= 1; device cpu|cuda|auto; "
-                             f"text_model bert|transformer; text_init an existing BERT folder, with text_model bert)")
+                             "text_model bert|transformer; text_init an existing BERT folder, with text_model bert; "
+                             "image_init an existing encoder file or folder)")
 
     @property
     def warmup(self) -> int:
@@ -202,7 +207,11 @@ def build_tokenizer(cfg: CLIPConfig, reports: list[str]) -> WordTokenizer | Word
 
 
 def build_model(cfg: CLIPConfig, tokenizer: WordTokenizer | WordPieceTokenizer) -> CLIPModel:
-    image_encoder = create_backbone(cfg.arch, patch_size=cfg.patch_size, img_size=cfg.image_size, depth=cfg.depth)
+    if cfg.image_init:
+        # the folder's own architecture and normalisation; position table resampled to the training size
+        image_encoder = load_backbone(cfg.image_init, img_size=cfg.image_size)
+    else:
+        image_encoder = create_backbone(cfg.arch, patch_size=cfg.patch_size, img_size=cfg.image_size, depth=cfg.depth)
     if cfg.text_init:
         text = BertTextEncoder.from_pretrained(cfg.text_init, pad_id=tokenizer.pad_id)
         if text.max_length < tokenizer.max_length or text.bert.config.vocab_size < tokenizer.vocab_size:
