@@ -82,7 +82,7 @@ METRICS: dict[str, tuple[str, bool]] = {
 }
 REFERENCES: tuple[str, ...] = ("random", "pixels", "supervised")  # the floor and ceiling rows
 RECORD_NAME = "arm.json"
-SHAPES_IMAGES = 2000  # size of the other image family (toy shapes) that other_family pretrains on
+SHAPES_IMAGES = 1000  # size of the other image family (toy shapes) that other_family pretrains on
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from raddino_lib.viz.floors import ROLE_COLORS
 
@@ -49,6 +50,14 @@ def _curve(ax: Axes, points: Sequence[tuple[float, Mapping | None]], label: str,
     ax.errorbar(x, v, yerr=[v - lo, hi - v], color=color, marker=marker, capsize=3, lw=1.4, ms=5, label=label)
 
 
+def _label_points(ax: Axes, xs: Sequence[float]) -> None:
+    """Ticks at the measured x values only, written as plain numbers (a log axis labels 3×10² otherwise)."""
+    xs = sorted({float(x) for x in xs if float(x) > 0})
+    if xs:
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_scaling_curves(records: Mapping[str, Mapping], references: Mapping[str, Mapping],
                         metrics: Mapping[str, str]) -> Figure:
     """Top row: each metric against the number of pretraining images (log axis), at equal steps and at equal
@@ -65,9 +74,12 @@ def plot_scaling_curves(records: Mapping[str, Mapping], references: Mapping[str,
             _curve(top, [(r["n_images"], r["metrics"].get(key)) for r in epochs], "equal epochs", "tab:cyan", "s")
         _curve(bottom, [(r["steps"], r["metrics"].get(key)) for r in by_group("steps")
                         + ([base] if base else [])], "steps (all images)", "tab:orange", "o")
-        for ax, xlabel in ((top, "pretraining images"), (bottom, "optimizer steps")):
+        sized = by_group("base", "data size", "equal epochs")
+        for ax, xlabel, xs in ((top, "pretraining images", [r["n_images"] for r in sized]),
+                               (bottom, "optimizer steps", [r["steps"] for r in by_group("base", "steps")])):
             _references(ax, references, key)
             ax.set_xscale("log")
+            _label_points(ax, xs)
             ax.set_xlabel(xlabel)
             ax.set_title(title, fontsize=9)
             ax.grid(alpha=0.3, which="both")
