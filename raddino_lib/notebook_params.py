@@ -23,6 +23,7 @@ __all__ = [
     "PretrainParams",
     "ProbeParams",
     "ReportGenerationParams",
+    "SSLRunParams",
     "ScalingParams",
     "SegmentationParams",
 ]
@@ -42,8 +43,9 @@ class PhantomsParams(NotebookParams):  # 00_phantoms_tour
 
 
 @dataclass(frozen=True)
-class PretrainParams(NotebookParams):  # 01_pretrain_rad_dino
-    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "init_weights")
+class SSLRunParams(NotebookParams):
+    """What every notebook that pretrains with the DINOv2 recipe takes: data, backbone, crops, batch, length, K."""
+
     output_dir: str
     manifest: str
     arch: str
@@ -55,6 +57,13 @@ class PretrainParams(NotebookParams):  # 01_pretrain_rad_dino
     batch_size: int
     max_steps: int
     out_dim: int
+    seed: int
+    device: str
+
+
+@dataclass(frozen=True)
+class PretrainParams(SSLRunParams):  # 01_pretrain_rad_dino
+    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "init_weights")
     head_hidden_dim: int
     head_bottleneck_dim: int
     centering: str
@@ -65,10 +74,8 @@ class PretrainParams(NotebookParams):  # 01_pretrain_rad_dino
     head_center_bottleneck: bool
     photometric: str
     eval_every: int
-    seed: int
     init_weights: str
     preset: str
-    device: str
 
 
 @dataclass(frozen=True)
@@ -151,21 +158,10 @@ class ReportGenerationParams(ProbeParams):  # 07_report_generation
 
 
 @dataclass(frozen=True)
-class ScalingParams(NotebookParams):  # 08_scaling_and_ablations
+class ScalingParams(SSLRunParams):  # 08_scaling_and_ablations
     EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "supervised_encoder")
-    output_dir: str
-    manifest: str
     supervised_encoder: str
     feature_cache_dir: str
-    arch: str
-    patch_size: int
-    depth: int
-    global_crop_size: int
-    local_crop_size: int
-    n_local_crops: int
-    batch_size: int
-    max_steps: int
-    out_dim: int
     recipe: str
     sizes: str
     step_counts: str
@@ -174,8 +170,6 @@ class ScalingParams(NotebookParams):  # 08_scaling_and_ablations
     arms: str
     seg_epochs: int
     n_boot: int
-    seed: int
-    device: str
 
 
 @dataclass(frozen=True)
