@@ -62,8 +62,9 @@ def run_zero_shot(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     zero = subparsers.add_parser(
-        "zero-shot", help="zero-shot classification and retrieval of a two-tower model (this package's CLIP, "
-        "open_clip / BiomedCLIP, Hugging Face CLIP folders)", description=run_zero_shot.__doc__)
+        "zero-shot", help="zero-shot classification and retrieval of any two-tower model",
+        description=run_zero_shot.__doc__ + " Models: this package's CLIP run, open_clip / BiomedCLIP folders, "
+        "Hugging Face CLIPModel folders.")
     zero.add_argument("--model", required=True, help="clip_model.safetensors or its run folder, an open_clip "
                       "folder or a Hugging Face CLIPModel folder")
     zero.add_argument("--manifest", required=True, help="manifest.csv with label columns (and reports for retrieval)")
