@@ -87,6 +87,7 @@ SWEEPS: dict[str, list[Arm]] = {
         Arm("mild_crops_lite_photometric_600", {"layer_scale_init": 0.1, **_CB, "photometric": "lite",
                                                 "global_crops_scale": (0.6, 1.0), "local_crops_scale": (0.25, 0.5),
                                                 "max_steps": 600, "eval_every": 100}, "4x the steps"),
+        Arm("no_koleo", {"koleo_weight": 0.0}, "KoLeo off (notebook 08's cpu grid scored best without it)"),
     ],
     "phantoms": [
         Arm("base", {}, "the cpu profile's recipe: LayerScale 1e-5"),
@@ -98,6 +99,7 @@ SWEEPS: dict[str, list[Arm]] = {
             "views easier to match"),
         Arm("teacher_momentum_0.9", {"layer_scale_init": 0.1, "momentum_teacher": 0.9,
                                      "final_momentum_teacher": 0.9}, "a faster teacher (the toy sweep's best at 150)"),
+        Arm("no_koleo", {"koleo_weight": 0.0}, "KoLeo off (notebook 08's cpu grid scored best without it)"),
     ],
 }
 
