@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python benchmarks/phantoms.py
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/pretrain_step.py
+	$(BIN)/python benchmarks/train_loops.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -170,15 +170,22 @@ def train_report_decoder(tokens: np.ndarray, reports: Sequence[str], cfg: Decode
         idx = torch.randint(0, len(x), (min(cfg.batch_size, len(x)),), generator=gen)
         mask = enc.attention_mask[idx]
         keep = int(mask.sum(1).max())
-        loss = decoder(x[idx].to(device), enc.input_ids[idx, :keep].to(device), mask[:, :keep].to(device))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
-        opt.step()
+        out.losses.append(decoder_step(decoder, opt, x[idx].to(device), enc.input_ids[idx, :keep].to(device),
+                                       mask[:, :keep].to(device)))
         sched.step()
-        out.losses.append(float(loss.detach()))
     out.seconds = time.perf_counter() - start
     return decoder.eval(), tok, out
+
+
+def decoder_step(decoder: ReportDecoder, opt: torch.optim.Optimizer, tokens: torch.Tensor, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor) -> float:
+    """One teacher-forcing step: the report loss given the image tokens, gradients clipped at 1, AdamW."""
+    loss = decoder(tokens, input_ids, attention_mask)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
+    opt.step()
+    return float(loss.detach())
 
 
 def generate_reports(decoder: ReportDecoder, tokenizer, tokens: np.ndarray, max_new_tokens: int = 96,

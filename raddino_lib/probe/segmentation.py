@@ -157,13 +157,19 @@ def _train_head(tokens: np.ndarray, masks: np.ndarray, cfg: SegConfig) -> nn.Mod
         for idx in torch.randperm(len(tokens), generator=gen).split(cfg.batch_size):
             order = idx.sort().values.numpy()
             x = torch.as_tensor(tokens[order], dtype=torch.float32).to(cfg.device)
-            t = target[order].float().to(cfg.device)
-            logits = head(x, size)
-            loss = F.binary_cross_entropy_with_logits(logits, t) + cfg.dice_weight * soft_dice_loss(logits, t)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            head_step(head, opt, x, target[order].float().to(cfg.device), size, cfg.dice_weight)
     return head.eval()
+
+
+def head_step(head: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
+              size: tuple[int, int], dice_weight: float = 1.0) -> float:
+    """One optimizer step of a segmentation head: BCE + dice_weight × soft Dice against (B, S, h, w) targets."""
+    logits = head(x, size)
+    loss = F.binary_cross_entropy_with_logits(logits, target) + dice_weight * soft_dice_loss(logits, target)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
 
 
 @torch.no_grad()
