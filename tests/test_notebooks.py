@@ -76,11 +76,31 @@ def test_teaching_markdown_comes_first_and_sections_are_numbered():
 # The smoke profile, end to end (the same run `raddino run --profile smoke` does).
 
 
+EXTRA = ("dinov2", "timm", "clip")  # tiny encoder folders of three other layouts, probed as extra rows
+
+
+def save_encoder_folders(root: Path) -> str:
+    """A Hugging Face Dinov2Model, a timm and a Hugging Face CLIP folder, each saved by its library;
+    the ``--extra-encoders`` value naming them."""
+    import torch
+    from test_encoder_folders import save_hf_clip_folder, save_timm_folder
+    from transformers import Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             patch_size=8, image_size=32)).save_pretrained(root / "dinov2")
+    save_timm_folder(root / "timm")
+    save_hf_clip_folder(root / "clip")
+    return ",".join(f"{name}={root / name}" for name in EXTRA)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, worker_id):
-    """One smoke pipeline per test session, shared by the xdist workers (tests/shared_once.py)."""
+    """One smoke pipeline per test session, shared by the xdist workers (tests/shared_once.py); the probe notebooks
+    get three encoder folders of other libraries as extra rows (`raddino run --extra-encoders`)."""
     def build(out: Path) -> dict:
-        return run_pipeline(RunOptions(profile="smoke", out=out), log=print)
+        extra = save_encoder_folders(out.parent / "encoder_folders")
+        return run_pipeline(RunOptions(profile="smoke", out=out, extra_encoders=extra), log=print)
 
     return build_once(shared_root(tmp_path_factory, worker_id), "smoke_pipeline", build)
 
@@ -181,8 +201,8 @@ ROWS = ("pixels", "random", "ssl", "language", "supervised")  # floor, floor, en
 def test_smoke_probes_compare_encoders_between_floor_and_ceiling(smoke_run, name, metric):
     out, _ = smoke_run
     table = _results(out, name)["table"]
-    assert set(table) == set(ROWS), f"{name}: rows {sorted(table)}"  # results.json keeps keys sorted
-    for row in ROWS:
+    assert set(table) == set(ROWS) | set(EXTRA), f"{name}: rows {sorted(table)}"  # results.json keeps keys sorted
+    for row in (*ROWS, *EXTRA):
         cell = table[row][metric]
         assert _cell_ok(cell), f"{name}/{row}/{metric}: {cell}"
         assert 0.0 <= cell["value"] <= 1.0
@@ -287,3 +307,17 @@ def test_smoke_scaling_arms_between_floor_and_ceiling_and_the_scaling_claim(smok
     claim = next(c for c in summary["claims"] if c["key"] == "scaling")
     assert claim["verdict"] != "not run" and claim["metric"] == "cls_macro_auroc"
     assert "![scaling_curves](08_scaling_and_ablations/scaling_curves.png)" in (out / "summary.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
+@pytest.mark.parametrize("name, metric", [("03_classification_probe", "cls_macro_auroc"),
+                                          ("04_segmentation_probe", "dice_mean"),
+                                          ("05_attention_maps", "attn_mass_large_excess"),
+                                          ("06_metadata_correlation", "age_r2"),
+                                          ("07_report_generation", "clinical_f1_macro")])
+def test_smoke_probes_take_encoder_folders_of_other_libraries_as_rows(smoke_run, name, metric):
+    out, _ = smoke_run
+    table = _results(out, name)["table"]
+    for row in EXTRA:
+        assert row in table and _cell_ok(table[row][metric]), (name, row)
