@@ -89,7 +89,6 @@ class LanguageParams(NotebookParams):  # 02_language_supervised
     image_size: int
     batch_size: int
     max_steps: int
-    text_model: str
     image_init: str
     text_init: str
     seed: int

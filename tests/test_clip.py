@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from raddino_lib.losses.clip import MAX_LOGIT_SCALE, CLIPLoss, clip_logits, clip_loss
 from raddino_lib.models import create_backbone, load_backbone
 from raddino_lib.models.clip import CLIPModel, load_clip, save_clip
-from raddino_lib.models.text import TextConfig, TextTransformer
+from raddino_lib.models.text import BertTextEncoder
 from raddino_lib.train.language import CLIPConfig, train_clip
 from raddino_lib.train.language_eval import _auroc, _recall
 
@@ -100,18 +100,17 @@ def test_shape_mismatch_is_reported():
 
 def _tiny_clip() -> CLIPModel:
     torch.manual_seed(0)
-    text = TextTransformer(TextConfig(vocab_size=20, max_length=10, width=16, depth=1, heads=2))
+    text = BertTextEncoder.from_config(vocab_size=20, max_length=10, width=16, depth=1, heads=2)
     return CLIPModel(create_backbone("vit_tiny", patch_size=8, img_size=32, depth=1), text, proj_dim=8).eval()
 
 
 def test_text_tower_ignores_padding_and_trailing_pad_columns():
     text = _tiny_clip().text_encoder
     ids = torch.tensor([[1, 5, 6, 2, 0, 0, 0, 0, 0, 0], [1, 7, 8, 9, 4, 2, 0, 0, 0, 0]])
-    full = text.forward_tokens(ids)[:, 0]  # all ten columns, padding masked
+    mask = (ids != 0).long()
+    full = text.bert(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]  # all ten columns, padding masked
     assert torch.allclose(text(ids), full, atol=1e-5)
     assert torch.allclose(text(ids[:1, :4]), full[:1], atol=1e-5)
-    with pytest.raises(ValueError, match="max_length"):
-        text.forward_tokens(torch.ones(1, 11, dtype=torch.long))
 
 
 def test_clip_model_embeddings_are_unit_norm_and_round_trip(tmp_path):

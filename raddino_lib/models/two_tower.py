@@ -5,7 +5,7 @@ in the shared space, and ``image_mean`` / ``image_std`` / ``image_size`` say how
 from the folder, never assumed). :func:`load_two_tower` detects the layout:
 
 * ``raddino_clip`` — this package's CLIP baseline: ``clip_model.safetensors`` (the file, or the run folder of
-  ``train_clip``) with its tokenizer (``tokenizer/`` or ``tokenizer.json`` beside it);
+  ``train_clip``) with its tokenizer (``tokenizer/`` beside it);
 * ``open_clip`` — ``open_clip_config.json`` + ``open_clip_model.safetensors`` (BiomedCLIP's layout); the text is
   tokenised by the folder's own Hugging Face tokenizer files when the text tower is a Hugging Face model, else by
   open_clip's bundled BPE tokenizer;
@@ -158,11 +158,10 @@ def _load_raddino(weights: Path) -> RaddinoCLIP:
     from raddino_lib.data.tokenizer import load_tokenizer
     from raddino_lib.models.clip import load_clip
 
-    for name in ("tokenizer", "tokenizer.json"):
-        if (weights.parent / name).exists():
-            return RaddinoCLIP(load_clip(weights), load_tokenizer(weights.parent / name))
-    raise FileNotFoundError(f"{weights}: no tokenizer/ or tokenizer.json beside it (train_clip writes one into "
-                            "the run folder; keep the model and its tokenizer together)")
+    if (weights.parent / "tokenizer").is_dir():
+        return RaddinoCLIP(load_clip(weights), load_tokenizer(weights.parent / "tokenizer"))
+    raise FileNotFoundError(f"{weights}: no tokenizer/ beside it (train_clip writes one into the run folder; keep "
+                            "the model and its tokenizer together)")
 
 
 def _load_open_clip(folder: Path) -> OpenCLIP:

@@ -8,7 +8,7 @@ WordPiece vocabulary learned on the reports (CXR-BERT's architecture), or a loca
 CXR-BERT folder (``text_init``) — with the symmetric InfoNCE loss, and writes the image tower with
 ``save_backbone`` so every probe reads it like any other encoder.
 
-Run folder (``cfg.out_dir``): config.json, tokenizer/ (tokenizer.json for the word tokenizer), metrics.csv,
+Run folder (``cfg.out_dir``): config.json, tokenizer/, metrics.csv,
 clip_model.safetensors (both towers), image_encoder.safetensors, eval.json.
 """
 
@@ -31,12 +31,12 @@ from torch import nn
 
 from raddino_lib import atomic
 from raddino_lib.data.manifest import read_manifest
-from raddino_lib.data.tokenizer import WordPieceTokenizer, WordTokenizer
+from raddino_lib.data.tokenizer import WordPieceTokenizer
 from raddino_lib.device import resolve_device
 from raddino_lib.losses.clip import MAX_LOGIT_SCALE
 from raddino_lib.models.backbone import create_backbone
 from raddino_lib.models.clip import CLIPModel, save_clip
-from raddino_lib.models.text import BertTextEncoder, TextConfig, TextTransformer
+from raddino_lib.models.text import BertTextEncoder
 from raddino_lib.models.weights import load_backbone, save_backbone
 from raddino_lib.train.language_eval import CLIPEvaluation, evaluate_clip
 from raddino_lib.train.schedules import cosine_schedule
@@ -63,15 +63,13 @@ class CLIPConfig:
     image_init: str = ""  # start the image tower from an encoder: this package's backbone or any encoder folder
     # models.encoder_folders reads (DINOv2 / RAD-DINO, timm, open_clip, Hugging Face CLIP); arch, patch_size and
     # depth are then the folder's; "" = from scratch
-    text_model: str = "bert"  # "bert": a transformers BertModel (CXR-BERT's architecture) with a WordPiece
-    # vocabulary learned on the training reports; "transformer": the small word-level transformer of models.text
     text_init: str = ""  # a local BERT folder (CXR-BERT, any BertModel) with its tokenizer: the text tower starts
     # from it and text_width/depth/heads/vocab_size are read from the folder; "" = from scratch
     text_width: int = 128  # text tower width (from scratch)
     text_depth: int = 2  # text tower blocks (CXR-BERT has 12)
     text_heads: int = 4  # text attention heads
     max_length: int = 96  # tokens per report incl. [CLS]/[SEP]; phantom reports are 10–80 words
-    vocab_size: int = 5000  # vocabulary cap: WordPiece tokens, or words for text_model "transformer"
+    vocab_size: int = 5000  # WordPiece vocabulary cap (characters, continuations, then whole words by frequency)
     init_temperature: float = 0.07  # CLIP's initial tau; learned (logit scale clamped at 100)
     patch_drop: float = 0.5  # FLIP: drop this share of patch tokens while training (2x faster at 0.5); 0 = off
     crop_scale: tuple[float, float] = (0.6, 1.0)  # random-resized-crop area range; (1, 1) = no crop jitter
@@ -95,8 +93,7 @@ class CLIPConfig:
             "device": self.device in ("cpu", "cuda", "auto") or self.device.startswith("cuda:"),
             "warmup_steps": self.warmup_steps <= self.max_steps, "depth": self.depth >= 0,
             "eval_split": self.eval_split in ("train", "val", "test"), "init_temperature": self.init_temperature > 0,
-            "text_model": self.text_model in ("bert", "transformer"),
-            "text_init": not self.text_init or (self.text_model == "bert" and Path(self.text_init).is_dir()),
+            "text_init": not self.text_init or Path(self.text_init).is_dir(),
             "image_init": not self.image_init or Path(self.image_init).exists(),
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -104,8 +101,7 @@ class CLIPConfig:
             values = {name: getattr(self, name) for name in bad}
             raise ValueError(f"CLIPConfig: invalid {values} (manifest is required; batch_size >= 2; "
                              f"0 <= patch_drop < 1; 0 < crop_scale[0] <= crop_scale[1] <= 1; device cpu|cuda|auto; "
-                             "text_model bert|transformer; text_init an existing BERT folder, with text_model bert; "
-                             "image_init an existing encoder file or folder)")
+                             "text_init an existing BERT folder; image_init an existing encoder file or folder)")
 
     @property
     def warmup(self) -> int:
@@ -197,16 +193,14 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_tokenizer(cfg: CLIPConfig, reports: list[str]) -> WordTokenizer | WordPieceTokenizer:
-    """The text_init folder's tokenizer, or one learned on the training reports (WordPiece for BERT)."""
+def build_tokenizer(cfg: CLIPConfig, reports: list[str]) -> WordPieceTokenizer:
+    """The text_init folder's tokenizer, or a WordPiece vocabulary learned on the training reports."""
     if cfg.text_init:
         return WordPieceTokenizer.from_pretrained(cfg.text_init, max_length=cfg.max_length)
-    if cfg.text_model == "bert":
-        return WordPieceTokenizer.train(reports, vocab_size=cfg.vocab_size, max_length=cfg.max_length)
-    return WordTokenizer.train(reports, max_size=cfg.vocab_size, max_length=cfg.max_length)
+    return WordPieceTokenizer.train(reports, vocab_size=cfg.vocab_size, max_length=cfg.max_length)
 
 
-def build_model(cfg: CLIPConfig, tokenizer: WordTokenizer | WordPieceTokenizer) -> CLIPModel:
+def build_model(cfg: CLIPConfig, tokenizer: WordPieceTokenizer) -> CLIPModel:
     if cfg.image_init:
         # the folder's own architecture and normalisation; position table resampled to the training size
         image_encoder = load_backbone(cfg.image_init, img_size=cfg.image_size)
@@ -218,12 +212,9 @@ def build_model(cfg: CLIPConfig, tokenizer: WordTokenizer | WordPieceTokenizer) 
             raise ValueError(f"text_init {cfg.text_init}: the model takes {text.max_length} positions and "
                              f"{text.bert.config.vocab_size} token ids, its tokenizer gives up to "
                              f"{tokenizer.max_length} and {tokenizer.vocab_size} (lower max_length)")
-    elif cfg.text_model == "bert":
+    else:
         text = BertTextEncoder.from_config(tokenizer.vocab_size, tokenizer.max_length, cfg.text_width, cfg.text_depth,
                                            cfg.text_heads, pad_id=tokenizer.pad_id)
-    else:
-        text = TextTransformer(TextConfig(vocab_size=tokenizer.vocab_size, max_length=tokenizer.max_length,
-                                          width=cfg.text_width, depth=cfg.text_depth, heads=cfg.text_heads))
     return CLIPModel(image_encoder, text, cfg.proj_dim, cfg.init_temperature)
 
 
@@ -272,8 +263,7 @@ def train_clip(cfg: CLIPConfig, progress: bool = True) -> CLIPResult:
     df = read_manifest(cfg.manifest)
     pairs = PairSource(paired_rows(df, "train", cfg.manifest), cfg)
     tokenizer = build_tokenizer(cfg, pairs.reports)
-    tokenizer_path = tokenizer.save(run_dir / ("tokenizer.json" if isinstance(tokenizer, WordTokenizer) else
-                                               "tokenizer"))
+    tokenizer_path = tokenizer.save(run_dir / "tokenizer")
     token_ids = tokenizer(pairs.reports)  # (N, L)
 
     # ===== model, optimizer, schedule =====

@@ -24,7 +24,7 @@ from scipy.stats import rankdata
 from raddino_lib.data.datasets import ManifestDataset
 from raddino_lib.data.reports import zero_shot_prompts
 from raddino_lib.data.schema import CXR14_FINDINGS, label_column
-from raddino_lib.data.tokenizer import WordPieceTokenizer, WordTokenizer
+from raddino_lib.data.tokenizer import WordPieceTokenizer
 from raddino_lib.data.transforms import EvalTransform
 from raddino_lib.models.clip import CLIPModel
 from raddino_lib.models.two_tower import RaddinoCLIP, TwoTower
@@ -121,7 +121,7 @@ def encode_prompts(model: TwoTower, findings: tuple[str, ...]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_clip(model: CLIPModel, tokenizer: WordTokenizer | WordPieceTokenizer, df: pd.DataFrame, split: str,
+def evaluate_clip(model: CLIPModel, tokenizer: WordPieceTokenizer, df: pd.DataFrame, split: str,
                   image_size: int, device: torch.device, batch_size: int = 128,
                   findings: tuple[str, ...] = CXR14_FINDINGS) -> CLIPEvaluation:
     """Embed every image and report of ``split`` and score the zero-shot prompts (this package's CLIP model)."""
