@@ -132,6 +132,7 @@ def test_arms_are_skipped_when_complete_rerun_when_changed_and_resumed_when_inte
         assert set(r["metrics"]) == {"cls_macro_auroc", "dice_mean", "age_r2"}
         assert all(c["ci_low"] <= c["ci_high"] and c["value"] is not None for c in r["metrics"].values())
     assert records["images_8"]["n_images"] == 8 and records["images_8"]["epochs"] == 1.0
+    assert all(0.0 < r["cls_std"] < 1.0 for r in records.values())  # the collapse diagnostic of metrics.csv
 
     log = []
     again = A.run_arms(run, arms, log=log.append, progress=False)  # complete: read back, nothing trains
@@ -205,6 +206,7 @@ def test_arms_frame_lists_each_arm_with_intervals():
     assert frame.loc["base", "findings macro AUROC (linear, CLS)"] == "0.700 [0.600, 0.800]"
     assert frame.loc["base", "age R² (ridge, CLS + mean patch)"] == "–"
     assert np.isclose(frame.loc["base", "DINO loss / log K"], 0.99)
+    assert np.isnan(frame.loc["base", "[CLS] std"])  # a record written before the diagnostic was kept
 
 
 def test_auto_device_is_resolved_for_pretraining_and_probes(tmp_path):

@@ -431,6 +431,8 @@ def run_arm(run: ArmRun, arm: Arm, parent: dict[str, Any] | None = None,
               "epochs": round(cfg.max_steps * cfg.batch_size / max(1, n_images), 3),
               "probe_size": size, "family": arm.family, "init_from": arm.init_from,
               "dino_over_log_k": round(float(np.mean([r["dino_loss"] for r in tail])) / math.log(cfg.out_dim), 4),
+              # std of the teacher's normalised [CLS] over the batch, end of the run: near 0 = every image alike
+              "cls_std": round(float(np.mean([r["cls_std"] for r in tail])), 4),
               "pretrain_s": round(pretrain_s, 1), "probe_s": round(time.perf_counter() - start, 1),
               "backbone": str(result.backbone_path), "backbone_init": str(result.backbone_init_path),
               "metrics": metrics}
@@ -490,7 +492,8 @@ def arms_frame(records: Mapping[str, dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for r in records.values():
         row = {"arm": r["name"], "group": r["group"], "images": r["n_images"], "steps": r["steps"],
-               "epochs": r["epochs"], "probe px": r["probe_size"], "DINO loss / log K": r["dino_over_log_k"]}
+               "epochs": r["epochs"], "probe px": r["probe_size"], "DINO loss / log K": r["dino_over_log_k"],
+               "[CLS] std": r.get("cls_std", float("nan"))}  # records written before it was logged have none
         for key, (title, _) in METRICS.items():
             cell = r["metrics"].get(key)
             row[title] = (f"{cell['value']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}]"
