@@ -19,9 +19,6 @@ from raddino_lib import atomic
 PAD, CLS, SEP, UNK = "[PAD]", "[CLS]", "[SEP]", "[UNK]"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, CLS, SEP, UNK)  # ids 0, 1, 2, 3 in this order
 
-
-# ===== WordPiece (BERT) =====
-
 MASK = "[MASK]"
 WORDPIECE_META = "raddino_tokenizer.json"  # written beside the Hugging Face files: max_length
 

@@ -44,7 +44,6 @@ import numpy as np
 import pandas as pd
 
 from raddino_lib import atomic
-from raddino_lib.results import metric
 
 __all__ = [
     "GROUPS",
@@ -294,7 +293,7 @@ def probe_encoder(path: str, manifest: str | Path, image_size: int, settings: Pr
     from raddino_lib.data.manifest import label_matrix, read_manifest
     from raddino_lib.data.masks import load_masks, mask_structures
     from raddino_lib.probe.classification import linear_probe
-    from raddino_lib.probe.compare import encoder_features, manifest_findings
+    from raddino_lib.probe.compare import encoder_features, estimate_cell, manifest_findings
     from raddino_lib.probe.metadata import MetadataProbeConfig, align_features, probe_target
     from raddino_lib.probe.pixels import PixelFloorConfig
     from raddino_lib.probe.segmentation import SegConfig, segmentation_probe
@@ -310,7 +309,7 @@ def probe_encoder(path: str, manifest: str | Path, image_size: int, settings: Pr
     if findings:
         res = linear_probe(cls, label_matrix(df, findings), splits, pids, findings, n_boot=settings.n_boot,
                            seed=settings.seed)
-        row["cls_macro_auroc"] = _cell(res.macro_auroc)
+        row["cls_macro_auroc"] = estimate_cell(res.macro_auroc)
     masks = {} if masks is None else masks
     if image_size not in masks:
         names = mask_structures(df, None)
@@ -321,16 +320,12 @@ def probe_encoder(path: str, manifest: str | Path, image_size: int, settings: Pr
         seg = segmentation_probe(grid, truth, splits, pids, names,
                                  SegConfig(epochs=settings.seg_epochs, seed=settings.seed, device=settings.device),
                                  settings.n_boot, settings.seed, keep_predictions=0)
-        row["dice_mean"] = _cell(seg.dice_mean)
+        row["dice_mean"] = estimate_cell(seg.dice_mean)
     both = align_features(fs.image_ids, fs.features("cls+mean_patch"), df)
     age = probe_target(both, df, "age", MetadataProbeConfig(n_boot=settings.n_boot, seed=settings.seed))
     if age is not None and "r2" in age.metrics:
-        row["age_r2"] = _cell(age.metrics["r2"])
+        row["age_r2"] = estimate_cell(age.metrics["r2"])
     return row
-
-
-def _cell(est) -> dict[str, Any]:
-    return metric(est.value, est.ci_low, est.ci_high)
 
 
 # ===== running arms =====

@@ -1,5 +1,5 @@
-"""CLIP-style image–report model: a timm ViT image tower, a text tower (a BERT, or the small transformer of
-``models.text``), linear projections and the loss.
+"""CLIP-style image–report model: a timm ViT image tower, a BERT text tower (``models.text``), linear projections
+and the loss.
 
 ``encode_image`` / ``encode_text`` return L2-normalized (B, proj_dim)
 embeddings, so ``image @ text.T`` is the cosine-similarity matrix. The image
@@ -23,7 +23,7 @@ from torch import nn
 from raddino_lib.atomic import atomic_path
 from raddino_lib.losses.clip import CLIPLoss
 from raddino_lib.models.backbone import backbone_from_spec, backbone_spec
-from raddino_lib.models.text import text_tower_from_spec, text_tower_spec
+from raddino_lib.models.text import BertTextEncoder, text_tower_from_spec
 
 META_KEY = "raddino_clip"
 
@@ -31,7 +31,7 @@ META_KEY = "raddino_clip"
 class CLIPModel(nn.Module):
     """Two towers + projections; ``criterion`` owns the learnable temperature (``logit_scale``)."""
 
-    def __init__(self, image_encoder: nn.Module, text_encoder: nn.Module, proj_dim: int = 128,
+    def __init__(self, image_encoder: nn.Module, text_encoder: BertTextEncoder, proj_dim: int = 128,
                  init_temperature: float = 0.07) -> None:
         super().__init__()
         self.image_encoder = image_encoder
@@ -55,7 +55,7 @@ class CLIPModel(nn.Module):
         return self.criterion(self.encode_image(images), self.encode_text(ids))
 
     def spec(self) -> dict[str, Any]:
-        return {"image": backbone_spec(self.image_encoder), "text": text_tower_spec(self.text_encoder),
+        return {"image": backbone_spec(self.image_encoder), "text": self.text_encoder.spec(),
                 "proj_dim": self.proj_dim}
 
 

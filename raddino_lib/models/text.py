@@ -8,7 +8,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# ===== BERT (CXR-BERT's architecture) =====
 
 class BertTextEncoder(nn.Module):
     """A ``transformers`` ``BertModel`` as the text tower: ids (B, L) -> (B, width), its [CLS] token.
@@ -69,13 +68,8 @@ class BertTextEncoder(nn.Module):
         return {"kind": "bert", "config": self.bert.config.to_dict(), "pad_id": self.pad_id}
 
 
-def text_tower_spec(tower: BertTextEncoder) -> dict:
-    """What rebuilds a text tower (saved in the CLIP model's metadata)."""
-    return tower.spec()
-
-
 def text_tower_from_spec(spec: dict) -> BertTextEncoder:
-    """A text tower from :func:`text_tower_spec` (untrained weights; load the state dict after)."""
+    """A text tower from its :meth:`BertTextEncoder.spec` (untrained weights; load the state dict after)."""
     if spec.get("kind") != "bert":
         raise ValueError("this CLIP model was saved with the word-level text transformer of an older version, which "
                          "is no longer built; retrain it with `raddino train-clip`")

@@ -75,7 +75,8 @@ def encoder_features(path: str, manifest: str, cache_dir: str | None, image_size
                             num_workers=num_workers, progress=progress, keep_layers=keep_layers)
 
 
-def _cell(est: Estimate) -> dict[str, float | None]:
+def estimate_cell(est: Estimate) -> dict[str, float | None]:
+    """A results.json cell (value and interval, NaN as None) of a bootstrap estimate."""
     return metric(est.value, est.ci_low, est.ci_high)
 
 
@@ -214,8 +215,8 @@ def compare_classification(encoders: Mapping[str, str], manifest: str, cache_dir
             x = fs.features(feats)
             res = (linear_probe(x, labels, splits, pids, names, cs, n_boot, seed) if kind == "linear"
                    else knn_probe(x, labels, splits, pids, names, n_boot=n_boot, seed=seed))
-            table[enc][f"{probe}_macro_auroc"] = _cell(res.macro_auroc)
-            table[enc][f"{probe}_macro_auprc"] = _cell(res.macro_auprc)
+            table[enc][f"{probe}_macro_auroc"] = estimate_cell(res.macro_auroc)
+            table[enc][f"{probe}_macro_auprc"] = estimate_cell(res.macro_auprc)
             rows.append(res.per_label.assign(encoder=enc, probe=probe))
             skipped = res.skipped
         log(f"{enc}: cls macro AUROC {table[enc]['cls_macro_auroc']['value']:.3f}, "
@@ -250,7 +251,7 @@ def group_means(res, structures: Sequence[str], pids: np.ndarray, n_boot: int, s
         if len(cols) and np.isfinite(res.dice[:, cols]).any():
             est = patient_bootstrap(mean_over_structures, [res.dice[:, cols]], pids[res.test_index], n_boot,
                                     seed=seed)
-            out[f"dice_{name}_mean"] = _cell(est)
+            out[f"dice_{name}_mean"] = estimate_cell(est)
     return out
 
 
@@ -285,7 +286,7 @@ def compare_segmentation(encoders: Mapping[str, str], manifest: str, cache_dir: 
             tokens = fs.layers if head == "upernet" else fs.grid
             res = segmentation_probe(tokens, masks, splits, pids, names, cfg, n_boot, seed, keep_predictions)
             sfx = HEAD_SUFFIX[head]
-            cells = {"dice_mean": _cell(res.dice_mean), **group_means(res, names, pids, n_boot, seed)}
+            cells = {"dice_mean": estimate_cell(res.dice_mean), **group_means(res, names, pids, n_boot, seed)}
             cells.update({f"dice_{r.structure}": metric(r.dice, r.dice_ci_low, r.dice_ci_high)
                           for r in res.table.itertuples()})
             result.table[enc].update({k + sfx: v for k, v in cells.items()})

@@ -16,22 +16,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from raddino_lib.viz.floors import ROLE_COLORS
+from raddino_lib.viz.floors import ROLE_COLORS, cell_values
 
 GROUP_COLORS = {"base": "navy", "data size": "tab:blue", "equal epochs": "tab:cyan", "steps": "tab:orange",
                 "diversity": "tab:green", "resolution": "tab:purple", "recipe": "tab:red",
                 "initialisation": "tab:brown"}
 
 
-def _cell(cell: Mapping | None) -> tuple[float, float, float]:
-    c = cell or {}
-    return tuple(np.nan if c.get(k) is None else float(c[k]) for k in ("value", "ci_low", "ci_high"))
-
-
 def _references(ax: Axes, references: Mapping[str, Mapping], metric: str, horizontal: bool = True) -> None:
     """Floors as bands over their interval, the ceiling as a line (with a label for the legend)."""
     for name, ref in references.items():
-        v, lo, hi = _cell(ref.get(metric))
+        v, lo, hi = cell_values(ref.get(metric))
         if not np.isfinite(v):
             continue
         color = ROLE_COLORS.get(name, "grey")
@@ -42,7 +37,7 @@ def _references(ax: Axes, references: Mapping[str, Mapping], metric: str, horizo
 
 
 def _curve(ax: Axes, points: Sequence[tuple[float, Mapping | None]], label: str, color: str, marker: str) -> None:
-    points = sorted((x, _cell(c)) for x, c in points if np.isfinite(_cell(c)[0]))
+    points = sorted((x, cell_values(c)) for x, c in points if np.isfinite(cell_values(c)[0]))
     if not points:
         return
     x = np.array([p[0] for p in points], dtype=float)
@@ -101,7 +96,7 @@ def plot_arm_intervals(records: Mapping[str, Mapping], references: Mapping[str, 
     for ax, (key, title) in zip(axes[0], metrics.items(), strict=True):
         _references(ax, references, key, horizontal=False)
         for y, name in enumerate(names):
-            v, lo, hi = _cell(records[name]["metrics"].get(key))
+            v, lo, hi = cell_values(records[name]["metrics"].get(key))
             if np.isfinite(v):
                 xerr = [[v - lo], [hi - v]] if np.isfinite(lo) and np.isfinite(hi) else None
                 ax.errorbar(v, y, xerr=xerr, fmt="o", capsize=3, ms=5,

@@ -23,9 +23,14 @@ def row_colors(names: Sequence[str]) -> dict[str, str]:
     return {n: ROLE_COLORS.get(n) or next(palette) for n in names}
 
 
-def _cell(table: Mapping, row: str, metric: str) -> tuple[float, float, float]:
-    c = (table.get(row) or {}).get(metric) or {}
+def cell_values(cell: Mapping | None) -> tuple[float, float, float]:
+    """(value, ci_low, ci_high) of a results.json cell, NaN where absent."""
+    c = cell or {}
     return tuple(np.nan if c.get(k) is None else float(c[k]) for k in ("value", "ci_low", "ci_high"))
+
+
+def _cell(table: Mapping, row: str, metric: str) -> tuple[float, float, float]:
+    return cell_values((table.get(row) or {}).get(metric))
 
 
 def plot_floor_to_ceiling(table: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[tuple[str, str]],
