@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	@# Primus (COLIPRI's encoder): the release pins timm<1.0.23 but runs on this timm (models/primus.py: Rope3d)
+	$(BIN)/python -m pip install -q --no-deps dynamic-network-architectures==0.4.4
 	$(BIN)/python -m ipykernel install --sys-prefix --name raddino --display-name "raddino (Python 3)" >/dev/null
 	@touch $(STAMP)
 

@@ -9,6 +9,9 @@ Each loop runs the library's own step function on synthetic inputs already in me
 - ``report_decoder``: ``probe.report_generation.decoder_step`` — projector + GPT-2 (2 × 128) by teacher forcing on 17
   image tokens and 96 report tokens; batch 32.
 - ``extract``: the frozen backbone's forward as feature extraction runs it (no gradient), batch 64 at 64 px.
+- ``colipri_3d``: ``train.colipri.losses`` + backward + AdamW — tiny Primus on 32³ volumes (64 tokens), all three
+  objectives (contrastive with the BERT tower, report generation with the GPT-2 decoder on 160-token reports,
+  masked modelling on the whole batch), as the cpu profile of notebook 10 trains its full arm; batch 16.
 
 MFU = FLOPs per step (``FlopCounterMode``) × steps / wall time over the same run's fp32 matmul peak (``_mfu``).
 Small heads and a 2-layer decoder are bound by memory and Python, not by matmuls: their MFU says how far from the
@@ -90,8 +93,34 @@ def extract_loop():
     return step
 
 
+def colipri_loop():
+    from raddino_lib.models.report_decoder import ReportDecoder, small_gpt2
+    from raddino_lib.models.text import BertTextEncoder
+    from raddino_lib.train.colipri import Batch, COLIPRIConfig, COLIPRIModel, losses
+    from raddino_lib.train.language import param_groups
+
+    torch.manual_seed(0)
+    cfg = COLIPRIConfig(input_size=32, contrastive=1.0, generation=1.0, mim=1.0)
+    lm = small_gpt2(1000, 8 + 1 + 160 + 1, n_embd=128, n_layer=2, n_head=4)
+    model = COLIPRIModel(cfg, BertTextEncoder.from_config(2000, 160, width=128, depth=2, heads=4),
+                         ReportDecoder(96, lm, bos_token_id=1, eos_token_id=2, pad_token_id=0)).train()
+    opt = torch.optim.AdamW(param_groups(model, 0.05), lr=5e-4)
+    ids = torch.randint(5, 2000, (8, 160))
+    ids[:, 0] = 1
+    report = torch.randint(3, 1000, (8, 160))
+    batch = Batch(torch.randn(16, 1, 32, 32, 32), 8, ids, torch.arange(8), report, torch.ones_like(report))
+
+    def step():
+        loss = losses(model, cfg, batch)["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 LOOPS = {"clip": clip_loop, "seg_linear": lambda: seg_loop("linear"), "seg_upernet": lambda: seg_loop("upernet"),
-         "report_decoder": report_decoder_loop, "extract": extract_loop}
+         "report_decoder": report_decoder_loop, "extract": extract_loop, "colipri_3d": colipri_loop}
 
 
 def main() -> None:

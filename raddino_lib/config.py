@@ -33,6 +33,7 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
     ("report_generation", "07_report_generation"),
     ("scaling", "08_scaling_and_ablations"),
     ("ct_phantoms", "09_ct_phantoms_tour"),
+    ("colipri", "10_colipri_3d"),
 )
 
 
@@ -89,6 +90,12 @@ SMOKE = Profile(
                     "n_boot": 50, "seed": 0},
         "ct_phantoms": {"n_volumes": 40, "size": 32, "seed": 0, "balanced": True, "difficulty_epochs": 5,
                         "n_boot": 100},
+        # two tiny arms on 16-voxel volumes: every objective and every evaluation runs once
+        "colipri": {"n_volumes": 40, "phantom_size": 16, "balanced": True, "preset": "tiny", "input_size": 16,
+                    "patch_size": 8, "steps": 6, "batch_size": 8, "lr": 5e-4, "paired_fractions": "100%",
+                    "objective_sets": "contrastive,+vision", "generation_weight": 0.1, "mim_weight": 0.1,
+                    "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 32, "n_boot": 20,
+                    "cnn_epochs": 1, "seed": 0},
     },
 )
 
@@ -114,6 +121,12 @@ CPU = Profile(
                     "n_boot": 100, "seed": 0},
         "ct_phantoms": {"n_volumes": 300, "size": 64, "seed": 0, "balanced": False, "difficulty_epochs": 6,
                         "n_boot": 300},
+        # the ablation grid (3 objective sets x 25%/100% reports), 200 steps each, 800 phantoms of 32 voxels (12.5 mm)
+        "colipri": {"n_volumes": 800, "phantom_size": 32, "balanced": True, "preset": "tiny", "input_size": 32,
+                    "patch_size": 8, "steps": 200, "batch_size": 16, "lr": 5e-4, "paired_fractions": "25%,100%",
+                    "objective_sets": "contrastive,+generation,+vision", "generation_weight": 0.1, "mim_weight": 0.1,
+                    "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 160,
+                    "n_boot": 200, "cnn_epochs": 6, "seed": 0},
     },
 )
 
@@ -139,6 +152,12 @@ GPU = Profile(
                     "arms": "", "seg_epochs": 20, "n_boot": 1000, "seed": 0},
         "ct_phantoms": {"n_volumes": 2000, "size": 128, "seed": 0, "balanced": False, "difficulty_epochs": 20,
                         "n_boot": 1000},
+        # Primus-S on 96 voxels (4.2 mm)
+        "colipri": {"n_volumes": 2000, "phantom_size": 96, "balanced": False, "preset": "S", "input_size": 96,
+                    "patch_size": 8, "steps": 5000, "batch_size": 32, "lr": 5e-4, "paired_fractions": "25%,100%",
+                    "objective_sets": "contrastive,+generation,+vision", "generation_weight": 0.1, "mim_weight": 0.1,
+                    "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 256,
+                    "n_boot": 1000, "cnn_epochs": 20, "seed": 0},
     },
 )
 
@@ -167,6 +186,12 @@ PAPER = Profile(
                     "arms": "", "seg_epochs": 20, "n_boot": 1000, "seed": 0},
         "ct_phantoms": {"n_volumes": 2000, "size": 192, "seed": 0, "balanced": False, "difficulty_epochs": 20,
                         "n_boot": 1000},
+        # the release size: Primus-M on 192 voxels at 2 mm
+        "colipri": {"n_volumes": 2000, "phantom_size": 192, "balanced": False, "preset": "M", "input_size": 192,
+                    "patch_size": 8, "steps": 20000, "batch_size": 32, "lr": 3e-4, "paired_fractions": "25%,100%",
+                    "objective_sets": "contrastive,+generation,+vision", "generation_weight": 0.1, "mim_weight": 0.1,
+                    "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 256,
+                    "n_boot": 1000, "cnn_epochs": 20, "seed": 0},
     },
 )
 

@@ -14,6 +14,7 @@ from raddino_lib.params import NotebookParams
 
 __all__ = [
     "AttentionParams",
+    "COLIPRIParams",
     "CTPhantomsParams",
     "ClassificationParams",
     "LanguageParams",
@@ -184,6 +185,35 @@ class CTPhantomsParams(NotebookParams):  # 09_ct_phantoms_tour
     device: str
 
 
+@dataclass(frozen=True)
+class COLIPRIParams(NotebookParams):  # 10_colipri_3d
+    EXISTING_PATHS: ClassVar[tuple[str, ...]] = ("manifest", "text_init")
+    output_dir: str
+    manifest: str
+    data_dir: str
+    n_volumes: int
+    phantom_size: int
+    balanced: bool
+    preset: str
+    input_size: int
+    patch_size: int
+    steps: int
+    batch_size: int
+    lr: float
+    paired_fractions: str
+    objective_sets: str
+    generation_weight: float
+    mim_weight: float
+    mask_ratio: float
+    batch_paired: float
+    text_init: str
+    max_new_tokens: int
+    n_boot: int
+    cnn_epochs: int
+    seed: int
+    device: str
+
+
 PARAMS_BY_NOTEBOOK: dict[str, type[NotebookParams]] = {
     "00_phantoms_tour": PhantomsParams,
     "01_pretrain_rad_dino": PretrainParams,
@@ -195,4 +225,5 @@ PARAMS_BY_NOTEBOOK: dict[str, type[NotebookParams]] = {
     "07_report_generation": ReportGenerationParams,
     "08_scaling_and_ablations": ScalingParams,
     "09_ct_phantoms_tour": CTPhantomsParams,
+    "10_colipri_3d": COLIPRIParams,
 }

@@ -73,6 +73,10 @@ def notebook_parameters(options: RunOptions, section: str, nb_out: Path, artifac
     if section == "ct_phantoms":  # 3D data of its own: needs no earlier artifact
         params["data_dir"] = str(options.out / "data_ct")
         return params
+    if section == "colipri":  # CT phantoms of its own (sized for its arms); a CT-RATE-style manifest: "manifest"
+        params["data_dir"] = str(options.out / "data_ct_colipri")
+        params.setdefault("manifest", "")
+        return params
     params["manifest"] = options.manifest or artifacts["manifest"]
     if section == "pretrain":
         params["init_weights"] = options.init_weights

@@ -261,6 +261,31 @@ def test_smoke_ct_phantoms_tour(smoke_run):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("smoke_pipeline")
+def test_smoke_colipri_arms_references_and_table(smoke_run):
+    out, summary = smoke_run
+    res = _results(out, "10_colipri_3d")
+    params = get_profile("smoke").params("colipri")
+    n_arms = len(params["objective_sets"].split(",")) * len(params["paired_fractions"].split(","))
+    assert len(res["arms"]) == n_arms
+    for name, arm in res["arms"].items():
+        assert arm["final_losses"]["contrastive_loss"] > 0, name
+        assert Path(arm["encoder"], "model.safetensors").is_file(), name
+    full = next(a for a in res["arms"].values() if a["objectives"] == "+vision")
+    assert full["final_losses"]["generation_loss"] > 0 and full["final_losses"]["mim_loss"] > 0
+    assert "clinical_f1_macro_gt" in full["generation"]
+    assert (out / "data_ct_colipri" / "manifest.csv").is_file()  # its own phantoms, sized for its arms
+    table = res["table"]
+    assert {"random init", "supervised 3D CNN", "most frequent report", "chance"} <= set(table)
+    for row, metrics in table.items():
+        for metric, cell in metrics.items():
+            assert cell["value"] is not None and (cell["ci_low"] is None or cell["ci_low"] <= cell["ci_high"]), (
+                row, metric)
+    assert set(res["above_chance"]) == {"zero-shot AUROC", "image→report R@5", "report→image R@5"}
+    assert "10_colipri_3d" in summary["wall_time_s"]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke_pipeline")
 def test_smoke_metadata_age_is_regression_on_years(smoke_run):
     out, _ = smoke_run
     table = _results(out, "06_metadata_correlation")["table"]

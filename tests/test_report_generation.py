@@ -71,3 +71,17 @@ def test_decoder_learns_one_report_per_class_exactly():
     assert out == reports
     beams = generate_reports(decoder, tok, np.eye(4, dtype=np.float32)[:, None, :], max_new_tokens=24, num_beams=3)
     assert beams == reports
+
+
+def test_bleu4_from_summed_statistics_equals_sacrebleus_corpus_score():
+    import sacrebleu
+
+    from raddino_lib.probe.report_generation import bleu4_from_statistics, bleu4_statistics
+
+    hyps = ["the heart is enlarged", "no pleural effusion is seen today", "small left effusion", "clear lungs"]
+    refs = ["the heart is mildly enlarged", "no pleural effusion is seen", "small left pleural effusion", "lungs clear"]
+    stats = bleu4_statistics(hyps, refs)
+    assert stats.shape == (4, 10)
+    for subset in ([0, 1, 2, 3], [1, 1, 2], [0, 2]):
+        expected = sacrebleu.corpus_bleu([hyps[i] for i in subset], [[refs[i] for i in subset]]).score / 100
+        assert bleu4_from_statistics(stats[subset]) == pytest.approx(expected, abs=1e-12)

@@ -326,16 +326,27 @@ def labeler_agreement(manifest_df: pd.DataFrame) -> dict:
     df = manifest_df[manifest_df["report"].fillna("").astype(str).str.strip() != ""]
     predicted = label_reports(df["report"].astype(str))
     truth = df[[reported_column(f) for f in findings]].apply(pd.to_numeric, errors="coerce").to_numpy()
-    correct = predicted[findings].to_numpy() == truth  # (N, F); nan truth compares False
-    known = ~np.isnan(truth)
-    acc = {f: float(correct[known[:, i], i].mean()) if known[:, i].any() else float("nan")
-           for i, f in enumerate(findings)}
+    compared = compare_labels(predicted[findings].to_numpy(), truth, findings)
     return {
         "n_reports": int(len(df)),
-        "macro_accuracy": float(np.nanmean(list(acc.values()))),
-        "exact_match": float((correct | ~known).all(axis=1).mean()) if len(df) else float("nan"),
-        "accuracy": acc,
+        "macro_accuracy": float(np.nanmean(list(compared["per_finding"].values()))),
+        "exact_match": compared["exact_match"],
+        "accuracy": compared["per_finding"],
         "n_positive": {f: int((truth[:, i] == 1).sum()) for i, f in enumerate(findings)},
+    }
+
+
+def compare_labels(predicted: np.ndarray, truth: np.ndarray, findings: list[str]) -> dict:
+    """Exact agreement of (N, F) labeler output with (N, F) recorded labels (NaN = not recorded, not compared):
+    {"overall": share of compared labels right, "exact_match": share of rows with every compared label right,
+    "per_finding": {F: share right}}."""
+    correct = predicted == truth  # NaN truth compares False
+    known = ~np.isnan(truth)
+    return {
+        "overall": float(correct[known].mean()) if known.any() else float("nan"),
+        "exact_match": float((correct | ~known).all(axis=1).mean()) if len(truth) else float("nan"),
+        "per_finding": {f: float(correct[known[:, i], i].mean()) if known[:, i].any() else float("nan")
+                        for i, f in enumerate(findings)},
     }
 
 

@@ -56,14 +56,14 @@ def measure_ct_difficulty(manifest_path: str | Path, preprocess: CTPreprocess, e
               if 0 < labels[train, j].sum() < train.sum() and 0 < labels[test, j].sum() < test.sum()]
     with _torch_threads(2):
         feats = random_vit_features(volumes, seed, device)
-        cnn = _cnn_scores(volumes, labels, train, test, epochs, seed, device)
-    linear = _linear_scores(feats, labels, train, test, usable, seed)
+        cnn = cnn_scores(volumes, labels, train, test, epochs, seed, device)
+    linear = linear_probe_scores(feats, labels, train, test, usable, seed)
     pids = df.loc[test, "patient_id"].to_numpy()
     return {
         "findings": [CT_FINDINGS[j] for j in usable], "n_train": int(train.sum()), "n_test": int(test.sum()),
         "input_shape": list(volumes.shape[2:]), "spacing_mm": list(preprocess.spacing), "epochs": epochs,
-        "random_vit_linear": _summary(linear, labels[test], usable, pids, n_boot, seed),
-        "supervised_cnn3d": _summary(cnn, labels[test], usable, pids, n_boot, seed),
+        "random_vit_linear": auroc_summary(linear, labels[test], usable, pids, n_boot, seed),
+        "supervised_cnn3d": auroc_summary(cnn, labels[test], usable, pids, n_boot, seed),
         "metadata": _metadata(feats, df, train, test, seed),
     }
 
@@ -101,7 +101,8 @@ class SmallCNN3d(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3, 4)))
 
 
-def _cnn_scores(volumes, labels, train, test, epochs, seed, device) -> np.ndarray:
+def cnn_scores(volumes, labels, train, test, epochs, seed, device) -> np.ndarray:
+    """Test-set logits (N_test, F) of :class:`SmallCNN3d` trained end to end on the train split."""
     torch.manual_seed(seed)
     model = SmallCNN3d(labels.shape[1]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -119,7 +120,8 @@ def _cnn_scores(volumes, labels, train, test, epochs, seed, device) -> np.ndarra
         return torch.cat([model(b.to(device)).cpu() for b in volumes[torch.from_numpy(test)].split(16)]).numpy()
 
 
-def _linear_scores(feats, labels, train, test, usable, seed) -> np.ndarray:
+def linear_probe_scores(feats, labels, train, test, usable, seed) -> np.ndarray:
+    """Test-set decision values (N_test, F): one logistic regression per usable finding on standardised features."""
     scaler = StandardScaler().fit(feats[train])
     xtr, xte = scaler.transform(feats[train]), scaler.transform(feats[test])
     scores = np.zeros((int(test.sum()), labels.shape[1]))
@@ -137,8 +139,9 @@ def macro_auroc(y: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(values))
 
 
-def _summary(scores: np.ndarray, y: np.ndarray, usable: list[int], pids: np.ndarray, n_boot: int, seed: int
-             ) -> dict:
+def auroc_summary(scores: np.ndarray, y: np.ndarray, usable: list[int], pids: np.ndarray, n_boot: int, seed: int
+                  ) -> dict:
+    """{"per_finding": {name: AUROC}, "macro_auroc": Estimate dict} over the ``usable`` CT findings."""
     per = {CT_FINDINGS[j]: float(auroc(y[:, j], scores[:, j])) for j in usable}
     if not usable:
         return {"per_finding": {}, "macro_auroc": {"value": float("nan"), "ci_low": None, "ci_high": None}}

@@ -141,6 +141,11 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Modu
     tensors.update(optim_tensors)
     tensors.update(rng_tensors)
     tensors = {k: v.cpu().contiguous() for k, v in tensors.items()}
+    seen: set[int] = set()
+    for k, v in tensors.items():  # tied weights (a language model's input and output embeddings): one copy each
+        if v.numel() and v.untyped_storage().data_ptr() in seen:
+            tensors[k] = v.clone()
+        seen.add(v.untyped_storage().data_ptr())
     state = {"step": step, "config": config, "optimizer_groups": groups, "rng": rng_values, **(extra or {})}
 
     tmp = ckpt_dir / f".{final.name}.tmp"
