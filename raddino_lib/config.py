@@ -95,7 +95,7 @@ SMOKE = Profile(
                     "patch_size": 8, "steps": 6, "batch_size": 8, "lr": 5e-4, "paired_fractions": "100%",
                     "objective_sets": "contrastive,+vision", "generation_weight": 0.1, "mim_weight": 0.1,
                     "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 32, "n_boot": 20,
-                    "cnn_epochs": 1, "seed": 0},
+                    "cnn_epochs": 1, "seg_epochs": 1, "seed": 0},
     },
 )
 
@@ -126,7 +126,7 @@ CPU = Profile(
                     "patch_size": 8, "steps": 200, "batch_size": 16, "lr": 5e-4, "paired_fractions": "25%,100%",
                     "objective_sets": "contrastive,+generation,+vision", "generation_weight": 0.1, "mim_weight": 0.1,
                     "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 160,
-                    "n_boot": 200, "cnn_epochs": 6, "seed": 0},
+                    "n_boot": 200, "cnn_epochs": 6, "seg_epochs": 3, "seed": 0},
     },
 )
 
@@ -157,7 +157,7 @@ GPU = Profile(
                     "patch_size": 8, "steps": 5000, "batch_size": 32, "lr": 5e-4, "paired_fractions": "25%,100%",
                     "objective_sets": "contrastive,+generation,+vision", "generation_weight": 0.1, "mim_weight": 0.1,
                     "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 256,
-                    "n_boot": 1000, "cnn_epochs": 20, "seed": 0},
+                    "n_boot": 1000, "cnn_epochs": 20, "seg_epochs": 10, "seed": 0},
     },
 )
 
@@ -191,7 +191,7 @@ PAPER = Profile(
                     "patch_size": 8, "steps": 20000, "batch_size": 32, "lr": 3e-4, "paired_fractions": "25%,100%",
                     "objective_sets": "contrastive,+generation,+vision", "generation_weight": 0.1, "mim_weight": 0.1,
                     "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 256,
-                    "n_boot": 1000, "cnn_epochs": 20, "seed": 0},
+                    "n_boot": 1000, "cnn_epochs": 20, "seg_epochs": 10, "seed": 0},
     },
 )
 

@@ -210,6 +210,7 @@ class COLIPRIParams(NotebookParams):  # 10_colipri_3d
     max_new_tokens: int
     n_boot: int
     cnn_epochs: int
+    seg_epochs: int
     seed: int
     device: str
 

@@ -104,6 +104,24 @@ def is_complete(nb_out: Path, params: dict[str, Any]) -> bool:
     return json.loads(done.read_text()).get("params_digest") == params_digest(params)
 
 
+def _kernel_manager_class():
+    """Kernels talk to papermill over local Unix sockets (IPC), not TCP on localhost: nothing listens on a port and
+    ipykernel has no unencrypted-TCP warning to print. Windows has no IPC transport and keeps TCP."""
+    import os
+
+    from jupyter_client.manager import KernelManager
+
+    if os.name == "nt":
+        return KernelManager
+
+    class IPCKernelManager(KernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def execute_notebook(name: str, params: dict[str, Any], nb_out: Path, options: RunOptions) -> float:
     """Execute one notebook with papermill; return its wall time in seconds."""
     import papermill as pm
@@ -122,6 +140,7 @@ def execute_notebook(name: str, params: dict[str, Any], nb_out: Path, options: R
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(source), str(executed), parameters=params, kernel_name=options.kernel_name,
+                            kernel_manager_class=_kernel_manager_class(),
                             cwd=str(nb_out), progress_bar=sys.stderr.isatty())  # a cell bar in a terminal
     except pm.PapermillExecutionError as err:
         raise PipelineError(

@@ -129,6 +129,34 @@ def test_ct_clinical_f1_of_a_perfect_and_an_empty_report():
     assert empty["clinical_f1_macro_gt"].value == 0.0
 
 
+def test_patch_head_reassembles_patches_in_the_embedding_order():
+    """Tokens that are the patchified one-hot classes, through an identity head, give back the class volume."""
+    p, grid, c = 4, (2, 3, 1), 3
+    classes = torch.randint(0, c, (2, 8, 12, 4))
+    onehot = torch.nn.functional.one_hot(classes, c).permute(0, 4, 1, 2, 3).float()  # (B, C, D, H, W)
+    tokens = torch.stack([patchify(onehot[:, k:k + 1], p) for k in range(c)], 2).flatten(2)  # (B, N, C·p³)
+    head = E.PatchSegHead(c * p ** 3, c, p, grid)
+    head.norm = torch.nn.Identity()
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.eye(c * p ** 3))
+        head.linear.bias.zero_()
+    torch.testing.assert_close(head(tokens), onehot)
+
+
+def test_structure_maps_follow_the_legend_on_the_input_grid(ct_manifest):
+    from raddino_lib.data.volume_manifest import read_legend
+
+    df = read_ct_manifest(ct_manifest)
+    cfg = COLIPRIConfig(input_size=16)
+    maps = E.structure_maps(df, cfg.preprocess(), read_legend(ct_manifest)["anatomy"])
+    assert maps.shape == (len(df), 16, 16, 16)
+    assert set(maps.unique().tolist()) <= set(range(len(E.SEG_STRUCTURES) + 1))
+    lungs = (maps == 1).float().mean().item()
+    assert 0.02 < lungs < 0.5  # the lungs: a few percent of the 400 mm box at 25 mm voxels, never most of it
+    with pytest.raises(ValueError, match="legend lacks"):
+        E.structure_maps(df, cfg.preprocess(), {0: "background"})
+
+
 # ===== training: resume and the arms =====
 
 def _cfg(manifest, out, steps, **kw):
@@ -180,10 +208,12 @@ def test_arms_cross_objectives_and_fractions_and_fill_the_table(ct_manifest, tmp
         C.build_arms([1.0], ["+magic"])
     assert C.parse_fractions("25%, 1") == [0.25, 1.0]
     df = read_ct_manifest(ct_manifest)
+    from raddino_lib.data.volume_manifest import read_legend
     from raddino_lib.train.colipri import load_volumes
 
-    data = C.Data.from_frame(df, load_volumes(df, base.preprocess()))
-    settings = C.EvalSettings(n_boot=5, max_new_tokens=8)
+    targets = E.structure_maps(df, base.preprocess(), read_legend(ct_manifest)["anatomy"])
+    data = C.Data.from_frame(df, load_volumes(df, base.preprocess()), targets)
+    settings = C.EvalSettings(n_boot=5, max_new_tokens=8, seg_epochs=1)
     record = C.run_arm(arms[3], base, data, tmp_path / "arms", settings, progress=False)
     again = C.run_arm(arms[3], base, data, tmp_path / "arms", settings, progress=False)
     assert again == record  # read back, not retrained
@@ -194,6 +224,8 @@ def test_arms_cross_objectives_and_fractions_and_fill_the_table(ct_manifest, tmp
     frame = C.results_frame([record, contrastive_only], {})
     table = C.results_table(frame)
     assert set(C.COLUMNS) <= set(table.columns)
+    assert set(record["segmentation"]["per_structure"]) == set(E.SEG_STRUCTURES)
+    assert 0.0 <= record["segmentation"]["mean"]["value"] <= 1.0
     assert "chance" in table.index
     assert set(C.above_chance(record)) == {"zero-shot AUROC", "image→report R@5", "report→image R@5"}
     assert C.results_dict(frame)["chance"]["zero-shot AUROC"]["value"] == 0.5

@@ -273,6 +273,7 @@ def test_smoke_colipri_arms_references_and_table(smoke_run):
     full = next(a for a in res["arms"].values() if a["objectives"] == "+vision")
     assert full["final_losses"]["generation_loss"] > 0 and full["final_losses"]["mim_loss"] > 0
     assert "clinical_f1_macro_gt" in full["generation"]
+    assert set(full["segmentation"]["per_structure"]) == {"lungs", "heart", "aorta", "vertebrae", "liver"}
     assert (out / "data_ct_colipri" / "manifest.csv").is_file()  # its own phantoms, sized for its arms
     table = res["table"]
     assert {"random init", "supervised 3D CNN", "most frequent report", "chance"} <= set(table)

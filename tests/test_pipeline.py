@@ -113,3 +113,16 @@ def test_unknown_profile_and_missing_manifest_fail_early(tmp_path):
         RunOptions(profile="huge", out=tmp_path)
     with pytest.raises(FileNotFoundError, match="--manifest .*nope.csv: no such file"):
         RunOptions(profile="smoke", out=tmp_path, manifest=str(tmp_path / "nope.csv"))
+
+
+def test_kernels_talk_over_ipc_and_print_no_transport_warning(options, capfd):
+    """The console of `raddino run` shows progress, not ipykernel's unencrypted-TCP warning (kernels use IPC)."""
+    from raddino_lib.pipeline import _kernel_manager_class, execute_notebook
+
+    assert _kernel_manager_class()().transport == "ipc"
+    section, name = NOTEBOOKS[0]
+    params = notebook_parameters(options, section, options.out / name, {})
+    execute_notebook(name, params, options.out / name, options)
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.err + captured.out
+    assert (options.out / name / "results.json").is_file()

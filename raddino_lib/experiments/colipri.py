@@ -85,6 +85,7 @@ class EvalSettings:
     n_boot: int = 200
     max_new_tokens: int = 160  # longest generated report, in decoder tokens
     n_examples: int = 4  # test volumes whose generated and retrieved reports are kept in the record
+    seg_epochs: int = 3  # epochs of the segmentation probe's head (0 = no segmentation probe)
     seed: int = 0
     device: str = "cpu"
 
@@ -99,16 +100,17 @@ class Data:
     test: np.ndarray
     usable: list[int]  # findings with positives and negatives in train and test
     groups: np.ndarray  # (N,) identical reports share an id
+    targets: torch.Tensor | None = None  # (N, D, H, W) structure classes for the segmentation probe
 
     @classmethod
-    def from_frame(cls, df: pd.DataFrame, volumes: torch.Tensor) -> Data:
+    def from_frame(cls, df: pd.DataFrame, volumes: torch.Tensor, targets: torch.Tensor | None = None) -> Data:
         labels = np.stack([df[label_column(f)].to_numpy(dtype=float) == 1 for f in CT_FINDINGS], 1)
         train, test = (df["split"] == "train").to_numpy().copy(), (df["split"] == "test").to_numpy().copy()
         usable = [j for j in range(len(CT_FINDINGS))
                   if 0 < labels[train, j].sum() < train.sum() and 0 < labels[test, j].sum() < test.sum()]
         if not test.any() or not usable:
             raise ValueError("the manifest needs a test split with positive and negative cases of some finding")
-        return cls(df, volumes, labels, train, test, usable, pd.factorize(df["report"])[0])
+        return cls(df, volumes, labels, train, test, usable, pd.factorize(df["report"])[0], targets)
 
     @property
     def test_pids(self) -> np.ndarray:
@@ -134,7 +136,13 @@ def evaluate(model, tok: Tokenizers, data: Data, ev_cfg: EvalSettings) -> dict:
     examples = [{"row": int(i), "image_id": str(data.df.loc[i, "image_id"]), "reference": reports[i],
                  "generated": generated[k], "retrieved": reports[te[retrieved[k]]]}
                 for k, i in enumerate(te[: ev_cfg.n_examples])]
+    segmentation = {}
+    if data.targets is not None and ev_cfg.seg_epochs > 0:
+        segmentation = ev.segmentation_eval(model, data.volumes, data.targets, data.train, data.test, pids,
+                                            epochs=ev_cfg.seg_epochs, n_boot=ev_cfg.n_boot, seed=ev_cfg.seed,
+                                            device=ev_cfg.device)
     return {
+        "segmentation": segmentation,
         "zero_shot": ev.zero_shot_eval(zs, data.labels[te], data.usable, pids, ev_cfg.n_boot, ev_cfg.seed),
         "zero_shot_scores": zs[: ev_cfg.n_examples].tolist(),
         "retrieval": ev.retrieval_eval(emb.embedding[te], text, data.groups[te], pids, n_boot=ev_cfg.n_boot,
@@ -206,6 +214,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "image→report R@5": ("retrieval", "image_to_report", "R@5"),
     "report→image R@5": ("retrieval", "report_to_image", "R@5"),
     "linear-probe AUROC": ("linear_probe", "macro_auroc"),
+    "Dice (mean of structures)": ("segmentation", "mean"),
     "BLEU-4": ("generation", "bleu4"),
     "ROUGE-L": ("generation", "rouge_l"),
     "clinical F1 (macro, vs truth)": ("generation", "clinical_f1_macro_gt"),

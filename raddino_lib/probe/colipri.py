@@ -152,3 +152,94 @@ def zero_shot_eval(scores: np.ndarray, labels: np.ndarray, usable: list[int], pa
                    n_boot: int = 200, seed: int = 0) -> dict:
     """AUROC per usable finding and the macro average with its interval, from (N, 18) zero-shot scores."""
     return auroc_summary(scores, labels, usable, np.asarray(patient_ids), n_boot, seed)
+
+
+# ===== segmentation probe =====
+
+# Structures scored by the segmentation probe: name -> anatomy labels (legend names) merged into it.
+SEG_STRUCTURES: dict[str, tuple[str, ...]] = {
+    "lungs": ("lung_right", "lung_left"),
+    "heart": ("heart_myocardium", "left_ventricle", "right_ventricle", "left_atrium", "right_atrium"),
+    "aorta": ("aorta",),
+    "vertebrae": ("vertebrae",),
+    "liver": ("liver",),
+}
+
+
+def structure_maps(df, preprocess, legend: dict[int, str], structures: dict[str, tuple[str, ...]] = SEG_STRUCTURES
+                   ) -> torch.Tensor:
+    """(N, D, H, W) int64 class per voxel (0 = none of ``structures``, k = the k-th structure) from each row's
+    ``mask_anatomy`` label map, resampled by nearest neighbour onto the encoder's input grid."""
+    from raddino_lib.data.volume_io import read_nifti
+    from raddino_lib.data.volume_transforms import crop_or_pad, resample
+
+    if "abs_mask_anatomy" not in df.columns or (df["abs_mask_anatomy"].fillna("") == "").any():
+        raise ValueError("the segmentation probe needs a mask_anatomy label map for every volume")
+    by_name = {name: code for code, name in legend.items()}
+    missing = sorted({n for names in structures.values() for n in names} - set(by_name))
+    if missing:
+        raise ValueError(f"the anatomy legend lacks {missing}; known: {sorted(by_name)}")
+    lut = torch.zeros(max(legend) + 1, dtype=torch.int64)
+    for k, names in enumerate(structures.values(), start=1):
+        for n in names:
+            lut[by_name[n]] = k
+    out = []
+    for path in df["abs_mask_anatomy"]:
+        labels, spacing = read_nifti(path, labels=True)
+        x = resample(torch.from_numpy(np.asarray(labels, dtype=np.int64)), spacing, preprocess.spacing, "nearest")
+        out.append(lut[crop_or_pad(x, preprocess.size, 0).clamp(0, len(lut) - 1)])
+    return torch.stack(out)
+
+
+class PatchSegHead(torch.nn.Module):
+    """Each frozen token → logits of its patch's p³ voxels for C classes (a linear layer), reassembled into the
+    volume: the 3D form of the linear segmentation probe."""
+
+    def __init__(self, dim: int, n_classes: int, patch: int, grid: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(dim)
+        self.linear = torch.nn.Linear(dim, n_classes * patch ** 3)
+        self.c, self.p, self.grid = n_classes, patch, grid
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # (B, N, E) → (B, C, D, H, W)
+        b, p, (gd, gh, gw) = len(tokens), self.p, self.grid
+        x = self.linear(self.norm(tokens)).view(b, gd, gh, gw, self.c, p, p, p)
+        return x.permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(b, self.c, gd * p, gh * p, gw * p)
+
+
+def segmentation_eval(model, volumes: torch.Tensor, targets: torch.Tensor, train: np.ndarray, test: np.ndarray,
+                      patient_ids: Sequence, structures: Sequence[str] = tuple(SEG_STRUCTURES), epochs: int = 5,
+                      batch_size: int = 16, lr: float = 3e-3, n_boot: int = 200, seed: int = 0,
+                      device: str = "cpu") -> dict:
+    """Train :class:`PatchSegHead` on the frozen encoder's tokens (train split, cross-entropy), then Dice per
+    structure on the test split: {"per_structure": {name: Estimate dict}, "mean": Estimate dict}."""
+    from raddino_lib.probe.segmentation import dice_per_image
+
+    model.eval().to(device)
+    cfg = model.image.config
+    torch.manual_seed(seed)
+    head = PatchSegHead(cfg.width, len(structures) + 1, cfg.patch_size, cfg.grid).to(device)
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    tr = torch.from_numpy(np.flatnonzero(train))
+
+    def tokens(idx: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.image.encoder(volumes[idx].to(device))
+
+    for _ in range(epochs):
+        for idx in tr[torch.randperm(len(tr))].split(batch_size):
+            loss = F.cross_entropy(head(tokens(idx)), targets[idx].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    te = torch.from_numpy(np.flatnonzero(test))
+    with torch.no_grad():
+        pred = torch.cat([head(tokens(idx)).argmax(1).cpu() for idx in te.split(batch_size)])
+    classes = torch.arange(1, len(structures) + 1).view(1, -1, 1, 1, 1)
+    n = len(te)
+    onehot = lambda x: (x[:, None] == classes).reshape(n, len(structures), -1, 1).numpy()  # noqa: E731
+    dice = dice_per_image(onehot(pred), onehot(targets[te]))  # (N, S), nan where a structure is absent in both
+    per = {name: patient_bootstrap(lambda d: float(np.nanmean(d)), (dice[:, k],), patient_ids, n_boot,
+                                   seed=seed).as_dict() for k, name in enumerate(structures)}
+    mean = patient_bootstrap(lambda d: float(np.nanmean(d)), (dice,), patient_ids, n_boot, seed=seed).as_dict()
+    return {"per_structure": per, "mean": mean}
