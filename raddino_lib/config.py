@@ -126,7 +126,7 @@ CPU = Profile(
                     "patch_size": 8, "steps": 200, "batch_size": 16, "lr": 5e-4, "paired_fractions": "25%,100%",
                     "objective_sets": "contrastive,+generation,+vision", "generation_weight": 0.1, "mim_weight": 0.1,
                     "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 160,
-                    "n_boot": 200, "cnn_epochs": 6, "seg_epochs": 3, "seed": 0},
+                    "n_boot": 200, "cnn_epochs": 6, "seg_epochs": 1, "seed": 0},
     },
 )
 
