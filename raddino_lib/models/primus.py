@@ -75,7 +75,11 @@ class PrimusEncoder(nn.Module):
 
     def __init__(self, config: PrimusConfig = PrimusConfig()) -> None:
         super().__init__()
-        from dynamic_network_architectures.architectures.primus import Primus
+        try:
+            from dynamic_network_architectures.architectures.primus import Primus
+        except ImportError as err:  # pyproject cannot list it: its release pins an older timm
+            raise ImportError("Primus needs dynamic-network-architectures: `make setup` installs it, or run `pip "
+                              "install --no-deps dynamic-network-architectures==0.4.4 einops`") from err
 
         self.config = config
         width, depth, heads = PRESETS[config.preset]
