@@ -110,3 +110,16 @@ def crop_or_pad(x: torch.Tensor, size: tuple[int, int, int], value: float) -> to
             pad = [w for pair in reversed(widths) for w in pair]  # F.pad wants the last axis first
             out = torch.nn.functional.pad(out[None], pad, value=value)[0]
     return out.contiguous()
+
+
+def load_volumes(df, preprocess: CTPreprocess, progress: bool = False) -> torch.Tensor:
+    """(N, 1, D, H, W) float32: every row of a volume manifest (``abs_path``, ``spacing_zyx``) read and passed
+    through ``preprocess``."""
+    from tqdm.auto import tqdm
+
+    from raddino_lib.data.volume_io import load_volume
+
+    rows = zip(df["abs_path"], df["spacing_zyx"], strict=True)
+    vols = [preprocess(load_volume(p).hu, s) for p, s in tqdm(rows, total=len(df), desc="volumes", leave=False,
+                                                              disable=not progress)]
+    return torch.stack(vols)[:, None]

@@ -27,7 +27,7 @@ import torch
 from raddino_lib import atomic
 from raddino_lib.data.schema import CT_FINDINGS, label_column
 from raddino_lib.probe import colipri as ev
-from raddino_lib.probe.ct_difficulty import auroc_summary, cnn_scores
+from raddino_lib.probe.ct_difficulty import auroc_summary, cnn_scores, usable_findings
 from raddino_lib.probe.report_generation import most_frequent_report
 from raddino_lib.train.colipri import COLIPRIConfig, Tokenizers, build_model, build_tokenizers, load_run, train_colipri
 
@@ -106,8 +106,7 @@ class Data:
     def from_frame(cls, df: pd.DataFrame, volumes: torch.Tensor, targets: torch.Tensor | None = None) -> Data:
         labels = np.stack([df[label_column(f)].to_numpy(dtype=float) == 1 for f in CT_FINDINGS], 1)
         train, test = (df["split"] == "train").to_numpy().copy(), (df["split"] == "test").to_numpy().copy()
-        usable = [j for j in range(len(CT_FINDINGS))
-                  if 0 < labels[train, j].sum() < train.sum() and 0 < labels[test, j].sum() < test.sum()]
+        usable = usable_findings(labels, train, test)
         if not test.any() or not usable:
             raise ValueError("the manifest needs a test split with positive and negative cases of some finding")
         return cls(df, volumes, labels, train, test, usable, pd.factorize(df["report"])[0], targets)

@@ -41,22 +41,26 @@ class VolumeEmbeddings:
     embedding: np.ndarray  # (N, P) unit vectors in the shared image-text space
     features: np.ndarray  # (N, 2E) attention-pooled token and mean token: the linear probe's input
     prefix: np.ndarray  # (N, T, E) the pooled token grid the report decoder reads
-    token_scores: np.ndarray  # (N, n_tokens, P) every token projected into the shared space (score maps)
+    token_scores: np.ndarray | None  # (N, n_tokens, P) every token in the shared space (score maps), on request
 
 
 @torch.no_grad()
-def encode_volumes(model, volumes: torch.Tensor, batch_size: int = 16, device: str = "cpu") -> VolumeEmbeddings:
-    """Run the image tower of a trained (or untrained) COLIPRI model over (N, 1, D, H, W) volumes."""
+def encode_volumes(model, volumes: torch.Tensor, batch_size: int = 16, device: str = "cpu",
+                   token_scores: bool = False) -> VolumeEmbeddings:
+    """Run the image tower of a trained (or untrained) COLIPRI model over (N, 1, D, H, W) volumes.
+    ``token_scores``: also project every token (N x tokens x P floats: ask for it on the volumes to map only)."""
     model.eval().to(device)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("embedding", "features", "prefix", "token_scores")}
+    keys = ("embedding", "features", "prefix") + (("token_scores",) if token_scores else ())
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for batch in volumes.split(batch_size):
         emb, tokens = model.image(batch.to(device))
         pooled, _ = model.image.pool(tokens)
         parts["embedding"].append(F.normalize(emb, dim=-1).cpu().numpy())
         parts["features"].append(torch.cat([pooled, tokens.mean(1)], 1).cpu().numpy())
         parts["prefix"].append(model.prefix_tokens(tokens).cpu().numpy())
-        parts["token_scores"].append(F.normalize(model.image.token_scores(tokens), dim=-1).cpu().numpy())
-    return VolumeEmbeddings(**{k: np.concatenate(v) for k, v in parts.items()})
+        if token_scores:
+            parts["token_scores"].append(F.normalize(model.image.token_scores(tokens), dim=-1).cpu().numpy())
+    return VolumeEmbeddings(**{"token_scores": None, **{k: np.concatenate(v) for k, v in parts.items()}})
 
 
 @torch.no_grad()

@@ -25,9 +25,9 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from raddino_lib.data.schema import CT_FINDINGS, label_column
-from raddino_lib.data.volume_io import load_volume
 from raddino_lib.data.volume_manifest import read_volume_manifest
 from raddino_lib.data.volume_transforms import CTPreprocess
+from raddino_lib.data.volume_transforms import load_volumes as preprocess_volumes
 from raddino_lib.models.volume import VolumeViT, VolumeViTConfig
 from raddino_lib.probe.bootstrap import patient_bootstrap
 from raddino_lib.probe.classification import auroc
@@ -35,12 +35,8 @@ from raddino_lib.probe.classification import auroc
 
 def load_volumes(manifest_path: str | Path, preprocess: CTPreprocess) -> tuple[pd.DataFrame, torch.Tensor]:
     """The manifest and its volumes preprocessed: (N, 1, D, H, W) float32 in ``preprocess.out_range``."""
-    from tqdm.auto import tqdm
-
     df = read_volume_manifest(manifest_path)
-    vols = [preprocess(load_volume(p).hu, s) for p, s in tqdm(zip(df["abs_path"], df["spacing_zyx"], strict=True),
-                                                              total=len(df), desc="load", leave=False)]
-    return df, torch.stack(vols)[:, None]
+    return df, preprocess_volumes(df, preprocess, progress=True)
 
 
 def measure_ct_difficulty(manifest_path: str | Path, preprocess: CTPreprocess, epochs: int = 8, seed: int = 0,
@@ -52,8 +48,7 @@ def measure_ct_difficulty(manifest_path: str | Path, preprocess: CTPreprocess, e
     df, volumes = load_volumes(manifest_path, preprocess)
     labels = np.stack([df[label_column(f)].to_numpy(dtype=float) == 1 for f in CT_FINDINGS], 1).astype(np.float32)
     train, test = np.array(df["split"] != "test"), np.array(df["split"] == "test")
-    usable = [j for j in range(len(CT_FINDINGS))
-              if 0 < labels[train, j].sum() < train.sum() and 0 < labels[test, j].sum() < test.sum()]
+    usable = usable_findings(labels, train, test)
     with _torch_threads(2):
         feats = random_vit_features(volumes, seed, device)
         cnn = cnn_scores(volumes, labels, train, test, epochs, seed, device)
@@ -66,6 +61,12 @@ def measure_ct_difficulty(manifest_path: str | Path, preprocess: CTPreprocess, e
         "supervised_cnn3d": auroc_summary(cnn, labels[test], usable, pids, n_boot, seed),
         "metadata": _metadata(feats, df, train, test, seed),
     }
+
+
+def usable_findings(labels: np.ndarray, train: np.ndarray, test: np.ndarray) -> list[int]:
+    """Columns of (N, F) ``labels`` with positive and negative cases in both the train and the test rows."""
+    return [j for j in range(labels.shape[1])
+            if 0 < labels[train, j].sum() < train.sum() and 0 < labels[test, j].sum() < test.sum()]
 
 
 @contextlib.contextmanager

@@ -36,16 +36,15 @@ from torch import nn
 from raddino_lib import atomic
 from raddino_lib.data.phantoms_ct.generate import NOMINAL_FOV_MM
 from raddino_lib.data.tokenizer import WordPieceTokenizer
-from raddino_lib.data.volume_io import load_volume
 from raddino_lib.data.volume_manifest import read_volume_manifest
-from raddino_lib.data.volume_transforms import CTPreprocess
+from raddino_lib.data.volume_transforms import CTPreprocess, load_volumes
 from raddino_lib.device import resolve_device
-from raddino_lib.losses.clip import MAX_LOGIT_SCALE, CLIPLoss
+from raddino_lib.losses.clip import CLIPLoss
 from raddino_lib.models.primus import ImageTower, PrimusConfig, save_encoder
 from raddino_lib.models.report_decoder import ReportDecoder, encode_reports, small_gpt2, train_tokenizer
 from raddino_lib.models.text import BertTextEncoder
 from raddino_lib.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from raddino_lib.train.language import param_groups
+from raddino_lib.train.language import contrastive_update, param_groups
 from raddino_lib.train.metrics_log import MetricsLog, read_metrics
 
 METRIC_COLUMNS = ("step", "total_loss", "contrastive_loss", "generation_loss", "mim_loss", "lr", "temperature",
@@ -124,16 +123,6 @@ class COLIPRIConfig:
 
 
 # ===== data =====
-
-def load_volumes(df: pd.DataFrame, preprocess: CTPreprocess, progress: bool = False) -> torch.Tensor:
-    """(N, 1, D, H, W) float32: every manifest row's volume through ``preprocess``."""
-    from tqdm.auto import tqdm
-
-    rows = zip(df["abs_path"], df["spacing_zyx"], strict=True)
-    vols = [preprocess(load_volume(p).hu, s) for p, s in tqdm(rows, total=len(df), desc="volumes", leave=False,
-                                                              disable=not progress)]
-    return torch.stack(vols)[:, None]
-
 
 def read_ct_manifest(path: str | Path) -> pd.DataFrame:
     """The volume manifest with a ``report`` column (reports may be empty for image-only volumes)."""
@@ -364,18 +353,8 @@ def train_colipri(cfg: COLIPRIConfig, volumes: torch.Tensor | None = None, progr
         batch = Batch(volumes[idx].to(device), len(idx_p), text_ids[idx_p].to(device), groups[idx_p].to(device),
                       enc.input_ids[idx_p, :keep].to(device), enc.attention_mask[idx_p, :keep].to(device))
         lr = lr_at(cfg, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         parts = losses(model, cfg, batch)
-        if not torch.isfinite(parts["total"]):
-            raise FloatingPointError(f"COLIPRI loss is {parts['total'].item()} at step {step}: lower lr ({lr:g})")
-        optimizer.zero_grad(set_to_none=True)
-        parts["total"].backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        with torch.no_grad():
-            model.criterion.logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
+        contrastive_update(model, optimizer, parts["total"], lr, cfg.grad_clip, f"COLIPRI (step {step})")
         row = {f"{k}_loss": float(parts[k].detach()) for k in OBJECTIVES}
         row.update(step=step, total_loss=float(parts["total"].detach()), lr=lr, temperature=model.criterion.temperature,
                    volumes_per_s=len(idx) / (time.perf_counter() - tick))

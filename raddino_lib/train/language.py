@@ -235,11 +235,19 @@ class BatchSampler:
 def train_step(model: CLIPModel, optimizer: torch.optim.Optimizer, images: torch.Tensor, ids: torch.Tensor,
                groups: torch.Tensor | None, lr: float, grad_clip: float) -> float:
     """One AdamW step on a batch: images (B, 3, S, S), ids (B, L), groups (B,) or None. Returns the loss."""
+    loss = model.criterion(model.encode_image(images), model.encode_text(ids), groups)
+    contrastive_update(model, optimizer, loss, lr, grad_clip)
+    return loss.item()
+
+
+def contrastive_update(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, lr: float,
+                       grad_clip: float, what: str = "CLIP") -> None:
+    """Set the learning rate, refuse a non-finite loss, backward, clip gradients at ``grad_clip`` (0 = off), step,
+    and clamp ``model.criterion``'s logit scale to [0, log 100] as CLIP does."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    loss = model.criterion(model.encode_image(images), model.encode_text(ids), groups)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"CLIP loss is {loss.item()}: lower the learning rate (now {lr:g})")
+        raise FloatingPointError(f"{what} loss is {loss.item()}: lower the learning rate (now {lr:g})")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip > 0:
@@ -247,7 +255,6 @@ def train_step(model: CLIPModel, optimizer: torch.optim.Optimizer, images: torch
     optimizer.step()
     with torch.no_grad():  # CLIP clamps the stored logit scale too, so its gradient never vanishes at the clamp
         model.criterion.logit_scale.clamp_(0.0, math.log(MAX_LOGIT_SCALE))
-    return loss.item()
 
 
 def train_clip(cfg: CLIPConfig, progress: bool = True) -> CLIPResult:
