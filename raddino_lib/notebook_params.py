@@ -152,6 +152,7 @@ class ReportGenerationParams(ProbeParams):  # 07_report_generation
     n_embd: int
     n_layer: int
     decoder_steps: int
+    oracle_steps: int
     lr: float
     num_beams: int
     max_new_tokens: int

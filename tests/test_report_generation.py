@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from raddino_lib.probe.report_generation import (
@@ -10,6 +11,7 @@ from raddino_lib.probe.report_generation import (
     bleu4,
     clinical_f1,
     generate_reports,
+    label_tokens,
     most_frequent_report,
     retrieve_reports,
     rouge_l,
@@ -54,6 +56,20 @@ def test_floors_most_frequent_and_retrieval():
     assert most_frequent_report(["a", "b", "b", "", "a", "b"]) == "b"
     train = np.array([[1.0, 0.0], [0.0, 1.0]])
     assert retrieve_reports(train, ["left", "up"], np.array([[0.1, 2.0], [3.0, 0.2]])) == ["up", "left"]
+
+
+def test_oracle_label_tokens_one_hot_finding_and_state_by_hand():
+    df = pd.DataFrame({"reported_A": ["1", "-1"], "reported_B": ["0", ""]})  # "" (unknown) counts as 0
+    tokens = label_tokens(df, findings=("A", "B", "C"), prefix="reported_")  # C: no column, counts as 0
+    assert tokens.shape == (2, 3, 6)
+    present, absent, hedged = [1, 0, 0], [0, 1, 0], [0, 0, 1]
+    assert tokens[0].tolist() == [[1, 0, 0, *present], [0, 1, 0, *absent], [0, 0, 1, *absent]]
+    assert tokens[1].tolist() == [[1, 0, 0, *hedged], [0, 1, 0, *absent], [0, 0, 1, *absent]]
+
+
+def test_decoder_config_refuses_a_step_count_below_one():
+    with pytest.raises(ValueError, match="steps"):
+        DecoderConfig(steps=0)
 
 
 @pytest.mark.slow

@@ -81,7 +81,11 @@ def truth_labels(df: pd.DataFrame, findings: Sequence[str] = CXR14_FINDINGS) -> 
 
 
 def label_tokens(df: pd.DataFrame, findings: Sequence[str] = FINDINGS, prefix: str = "label_") -> np.ndarray:
-    """The oracle's input: one token per finding, (N, F, F + 1) = [one-hot finding, its label (1, 0, -1)].
+    """The oracle's input: one token per finding, (N, F, F + 3) = [one-hot finding, one-hot label state].
+
+    The state is one-hot over (stated present = 1, absent or unmentioned = 0, hedged = -1), so that a positive and
+    a negative finding reach the projector as different inputs, not as one scalar among F + 1 (with the scalar, the
+    cpu profile's oracle stated fewer findings: clinical macro F1 0.56 against 0.68 in the same 400 steps).
 
     ``prefix``: "label_" reads the ground truth (what is in the image); "reported_" the phantoms' report labels
     (what the reference report states, hedged findings as -1), the input of an oracle scored against the reports.
@@ -93,7 +97,8 @@ def label_tokens(df: pd.DataFrame, findings: Sequence[str] = FINDINGS, prefix: s
         if column in df.columns:
             values[:, j] = np.nan_to_num(pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float))
     eye = np.broadcast_to(np.eye(len(findings), dtype=np.float32), (len(df), len(findings), len(findings)))
-    return np.concatenate([eye, values[:, :, None]], axis=2)
+    state = np.stack([values == 1, values == 0, values == -1], axis=2).astype(np.float32)
+    return np.concatenate([eye, state], axis=2)
 
 
 def image_tokens(cls: np.ndarray, grid: np.ndarray | None, pool: int = 4) -> np.ndarray:
@@ -123,6 +128,13 @@ class DecoderConfig:
     lr: float = 1e-3
     seed: int = 0
     freeze_lm: bool = False  # with lm_path: train the projector only
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "max_len", "n_embd", "n_layer", "n_head"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DecoderConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"DecoderConfig.lr must be > 0, got {self.lr}")
 
 
 @dataclass
