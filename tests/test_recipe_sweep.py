@@ -81,3 +81,19 @@ def test_toy_shapes_a_short_run_learns_the_classes_far_better_than_random_init(t
     record = rs.run_arm("toy", arm, tmp_path)
     assert record["val_init"] < 0.3  # 8 classes: chance is 0.125
     assert record["val_best"] >= record["val_init"] + 0.1 and record["val_best"] >= 1.5 * record["val_init"]
+
+
+def test_outside_comparison_is_recorded_for_every_run_and_tabled_beside_the_package_arms():
+    """The plain-DINO runs with an outside library (experiments/outside_dino.py), recorded for notebook 01."""
+    from raddino_lib.experiments import outside_dino as od
+
+    records = od.load_outside(rs.RESULTS_DIR / "outside_dino_toy.json")
+    assert [r["run"] for r in records] == [name for name, _, _ in od.RUNS]
+    for r, (_, steps, _) in zip(records, od.RUNS, strict=True):
+        assert r["steps"] == steps and r["val"][-1][0] == steps and r["library"].startswith("lightly ")
+        assert 0 < r["dino_over_log_k"] < 1.2 and r["val_best"] == max(v for _, v in r["val"])
+    sweep = rs.load_sweep(rs.RESULTS_DIR / "recipe_sweep_toy.json")
+    table = od.comparison_table(records, sweep)
+    assert list(table.index) == [*(name for name, _, _ in od.RUNS), "base", "plain_dino_600"]
+    assert table.loc["plain_dino_600", "steps"] == 600 and table.loc["base", "peak lr"] == pytest.approx(5e-4)
+    assert table.loc["lightly_600", "val accuracy, last"] == records[1]["val"][-1][1]

@@ -61,6 +61,12 @@ BASES: dict[str, dict[str, Any]] = {
 
 _CB = {"head_use_bn": True, "head_center_bottleneck": True}
 _EASY = {"global_crops_scale": (0.8, 1.0), "n_local_crops": 0, "mask_probability": 0.0, "drop_path_rate": 0.0}
+# DINO v1 as a general SSL library assembles it (experiments/outside_dino.py): image-level loss only, softmax
+# centring, teacher momentum 0.996 -> 1, a constant weight decay, every layer at one lr; 600 steps
+_PLAIN_DINO = {"ibot_weight": 0.0, "koleo_weight": 0.0, "mask_probability": 0.0, "centering": "softmax",
+               "momentum_teacher": 0.996, "final_momentum_teacher": 1.0, "layer_scale_init": 1.0,
+               "layerwise_decay": 1.0, "patch_embed_lr_mult": 1.0, "weight_decay_end": 0.04, "max_steps": 600,
+               "eval_every": 100}
 SWEEPS: dict[str, list[Arm]] = {
     "toy": [
         Arm("base", {}, "the smoke/cpu recipe before the sweep: LayerScale 1e-5"),
@@ -88,6 +94,8 @@ SWEEPS: dict[str, list[Arm]] = {
                                                 "global_crops_scale": (0.6, 1.0), "local_crops_scale": (0.25, 0.5),
                                                 "max_steps": 600, "eval_every": 100}, "4x the steps"),
         Arm("no_koleo", {"koleo_weight": 0.0}, "KoLeo off (notebook 08's cpu grid scored best without it)"),
+        Arm("plain_dino_600", _PLAIN_DINO, "plain DINO (no iBOT, KoLeo, masks, LayerScale or layer-wise lr), as "
+            "the outside implementation of outside_dino.py: the same recipe in this package's step"),
     ],
     "phantoms": [
         Arm("base", {}, "the cpu profile's recipe: LayerScale 1e-5"),
