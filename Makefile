@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 	@# Primus (COLIPRI's encoder): the release pins timm<1.0.23 but runs on this timm (models/primus.py: Rope3d)
 	$(BIN)/python -m pip install -q --no-deps dynamic-network-architectures==0.4.4
 	$(BIN)/python -m ipykernel install --sys-prefix --name raddino --display-name "raddino (Python 3)" >/dev/null
+	@# the system Chromium for the attention explorer's browser test (Playwright drives it; nothing is downloaded)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+		echo "chromium not installed (needs root and apt-get): the browser test of the attention explorer is skipped"
 	@touch $(STAMP)
 
 setup: $(STAMP)

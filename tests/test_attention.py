@@ -174,6 +174,28 @@ def test_explorer_caches_maps_and_builds_its_widget():
     plt.close("all")
 
 
+def test_explorer_controls_follow_the_encoders_depth_and_heads():
+    # Encoders of different depths and head counts side by side (an extra encoder folder beside the package's
+    # ViT): choosing one keeps the layer slider and the head list within that encoder's blocks and heads.
+    import matplotlib.pyplot as plt
+
+    from raddino_lib.viz.widget import AttentionExplorer
+
+    images = torch.randn(2, 3, 32, 32)
+    explorer = AttentionExplorer({"tiny": _tiny(), "qk": _qk_norm_vit()}, {"tiny": images, "qk": images})
+    assert explorer.shape("tiny") == (2, 3) and explorer.shape("qk") == (2, 4)
+    ui = explorer.widget()
+    encoder, layer = ui.children[0].children[1:3]
+    head = ui.children[1].children[0]
+    head.value = "1"
+    encoder.value = "qk"
+    assert list(head.options) == ["mean", "0", "1", "2", "3"] and head.value == "1"
+    head.value = "3"
+    encoder.value = "tiny"
+    assert list(head.options) == ["mean", "0", "1", "2"] and head.value == "mean" and layer.max == 1
+    plt.close("all")
+
+
 def test_random_init_encoder_attends_at_chance_on_phantoms(tmp_path):
     # A freshly initialised ViT has near-zero attention logits, so its attention is uniform and every
     # mass-in-region score must equal the region's area fraction: this checks mask/patch geometry end to end,

@@ -37,6 +37,11 @@ class AttentionExplorer:
         self.image_ids = image_ids or [str(i) for i in range(self.n_images)]
         self._cache: dict[tuple[str, int], torch.Tensor] = {}
 
+    def shape(self, encoder: str) -> tuple[int, int]:
+        """(number of blocks, heads per block) of one encoder."""
+        blocks = self.models[encoder].blocks
+        return len(blocks), blocks[0].attn.num_heads
+
     def maps(self, encoder: str, layer: int) -> torch.Tensor:
         """(n, heads, h, w) maps of every loaded image, computed once per (encoder, layer)."""
         key = (encoder, layer)
@@ -64,16 +69,27 @@ class AttentionExplorer:
         """The ipywidgets UI: sliders / dropdowns above a figure that redraws on every change."""
         import ipywidgets as w
 
-        first = next(iter(self.models.values()))
-        depth, heads = len(first.blocks), first.blocks[0].attn.num_heads
+        first = next(iter(self.models))
+        depth, heads = self.shape(first)
         controls = {
             "index": w.IntSlider(0, 0, self.n_images - 1, description="image"),
-            "encoder": w.Dropdown(options=list(self.models), description="encoder"),
+            "encoder": w.Dropdown(options=list(self.models), value=first, description="encoder"),
             "layer": w.IntSlider(depth - 1, 0, depth - 1, description="layer"),
             "head": w.Dropdown(options=["mean"] + [str(h) for h in range(heads)], description="head"),
             "keep": w.FloatSlider(0.0, min=0.0, max=1.0, step=0.05, description="threshold"),
             "alpha": w.FloatSlider(0.5, min=0.0, max=1.0, step=0.05, description="opacity"),
         }
+
+        def fit_to_encoder(change) -> None:  # encoders of other depths or head counts: keep the controls in range
+            depth, heads = self.shape(change["new"])
+            options = ["mean"] + [str(h) for h in range(heads)]
+            kept = controls["head"].value if controls["head"].value in options else "mean"
+            controls["head"].options = options  # (resets the value to the first option)
+            controls["head"].value = kept
+            controls["layer"].value = min(controls["layer"].value, depth - 1)
+            controls["layer"].max = depth - 1
+
+        controls["encoder"].observe(fit_to_encoder, names="value")
         out = w.interactive_output(self._show, controls)
         return w.VBox([w.HBox(list(controls.values())[:3]), w.HBox(list(controls.values())[3:]), out])
 
