@@ -264,8 +264,8 @@ def rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> np.ndarray:
 
 def positive_findings(texts: Sequence[str], findings: Sequence[str] = CXR14_FINDINGS) -> np.ndarray:
     """(N, F) bool: the labeler reads each finding as stated present (1) in each text."""
-    return np.array([[label_report(t)[f] == 1 for f in findings] for t in texts], dtype=bool).reshape(
-        len(texts), len(findings))
+    labels = (label_report(t) for t in texts)  # once per text: the labeler reads every finding in one pass
+    return np.array([[row[f] == 1 for f in findings] for row in labels], dtype=bool).reshape(len(texts), len(findings))
 
 
 def clinical_f1(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
