@@ -13,6 +13,7 @@ from raddino_lib.probe.report_generation import (
     generate_reports,
     label_tokens,
     most_frequent_report,
+    positive_findings,
     retrieve_reports,
     rouge_l,
     train_report_decoder,
@@ -50,6 +51,16 @@ def test_clinical_f1_micro_and_macro_by_hand():
     assert micro == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))  # pooled over findings 0 and 1: tp 3, fp 1, fn 1
     with pytest.raises(ValueError, match="no finding has a positive case"):
         clinical_f1(np.zeros((3, 2), bool), pred[:3, :2])
+
+
+def test_positive_findings_reads_stated_findings_only():
+    # Stated present counts; negated, hedged and unmentioned findings do not; an empty text states nothing.
+    texts = ["FINDINGS: Small left pleural effusion. No pneumothorax. IMPRESSION: Effusion.",
+             "FINDINGS: Cardiomegaly. Possible nodule in the right upper lobe.",
+             ""]
+    got = positive_findings(texts, ["Effusion", "Pneumothorax", "Cardiomegaly", "Nodule"])
+    assert got.shape == (3, 4) and got.dtype == bool
+    assert got.tolist() == [[True, False, False, False], [False, False, True, False], [False, False, False, False]]
 
 
 def test_floors_most_frequent_and_retrieval():
