@@ -9,6 +9,9 @@ local), DINO + iBOT + KoLeo losses, gradient clipping, AdamW, center update and 
 - The machine's peak is measured in the same run: a large fp32 matmul on CPU, bf16 on GPU.
 - MFU = (FLOPs per step x steps / wall time) / peak. On a shared CPU the wall clock also counts other
   processes' time, so the CPU-time ratio (both measured as this process's CPU seconds) is reported as well.
+- The step's own ceiling (``matmul_ceiling`` in the JSON): its counted ops replayed one by one, alone, on tensors
+  of the same shapes and strides. Small matmuls and short-sequence attention run below the large matmul's peak,
+  so this says how far the step can go at all, and how much of the gap is the time spent outside those ops.
 
     python benchmarks/pretrain_step.py                  # CPU: ViT 192 wide, 12 deep, patch 8, 2x64 + 8x32 px
     python benchmarks/pretrain_step.py --device cuda    # GPU: ViT-B/14, 2x224 + 8x98 px, bf16 autocast
@@ -19,6 +22,7 @@ Writes ``benchmarks/results/pretrain_step_<device>[_compile].json``. Targets: CP
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -27,7 +31,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from _mfu import cpu_seconds, matmul_peak, sync
+from _mfu import cpu_seconds, matmul_ceiling, matmul_peak, sync
 from torch.utils.flop_counter import FlopCounterMode
 
 from raddino_lib.atomic import write_json
@@ -123,6 +127,9 @@ def main() -> None:
                      "achieved_flops_per_cpu_s": flops_per_step * steps / max(cpu, 1e-9)})
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     mfu = med["achieved_flops"] / med["peak_flops"]
+    # the step's own matmuls, attention and convolutions, each replayed alone (eager: the shapes are the same)
+    eager = step if not args.compile else make_step(dataclasses.replace(cfg, compile=False), device)
+    ceiling = matmul_ceiling(lambda: eager(batch), device)
     result = {
         "device": args.device,
         "setup": {**setup, "precision": "bf16 autocast" if device.type == "cuda" else "fp32",
@@ -137,6 +144,15 @@ def main() -> None:
         "mfu_cpu_time": med["achieved_flops_per_cpu_s"] / med["peak_flops_per_cpu_s"],
         "target": target,
         "meets_target": mfu >= target,
+        "matmul_ceiling": {
+            "what": "FLOP/s of this step's own counted ops (matmuls, attention), each replayed alone on fresh "
+                    "tensors of the same shapes and strides: the most any step made of them can reach",
+            "flops": ceiling["ceiling_flops"],
+            "of_peak": ceiling["ceiling_flops"] / med["peak_flops"],
+            "achieved_of_ceiling": med["achieved_flops"] / ceiling["ceiling_flops"],
+            "ops_per_step": ceiling["ops"], "distinct_ops": ceiling["distinct_ops"],
+            "flops_per_step_counted": ceiling["flops"],
+        },
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads(), "torch": torch.__version__,
                     "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
@@ -147,7 +163,9 @@ def main() -> None:
     path = write_json(Path(args.out) / name, result)
     print(f"{args.device}: {result['images_per_s']:.1f} img/s, {flops_per_step / 1e9:.1f} GFLOP/step, "
           f"achieved {med['achieved_flops'] / 1e9:.1f} GFLOP/s, peak {med['peak_flops'] / 1e9:.1f} GFLOP/s, "
-          f"MFU {mfu:.2f} (cpu-time MFU {result['mfu_cpu_time']:.2f}; target {target}) -> {path}")
+          f"MFU {mfu:.2f} (cpu-time MFU {result['mfu_cpu_time']:.2f}; target {target}); its own matmuls alone "
+          f"reach {ceiling['ceiling_flops'] / 1e9:.1f} GFLOP/s ({result['matmul_ceiling']['of_peak']:.2f} of peak), "
+          f"the step {result['matmul_ceiling']['achieved_of_ceiling']:.2f} of that -> {path}")
 
 
 if __name__ == "__main__":
