@@ -58,7 +58,8 @@ def load_causal_lm(folder: str | os.PathLike):
     """(model, tokenizer) from a local ``AutoModelForCausalLM`` folder.
 
     Raises:
-        ValueError: the folder has no ``config.json``, or its model type is not a causal language model.
+        ValueError: the folder has no ``config.json``, its model type is not a causal language model, or the
+            model reads later tokens (e.g. a BERT folder, which AutoModelForCausalLM loads as BertLMHeadModel).
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
@@ -71,13 +72,28 @@ def load_causal_lm(folder: str | os.PathLike):
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
         raise ValueError(f"decoder folder {path}: model type '{config.model_type}' is not a causal language model "
                          "(AutoModelForCausalLM cannot load it)")
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    if not attends_only_to_the_past(model):
+        raise ValueError(f"decoder folder {path}: model type '{config.model_type}' loads as a causal LM but its "
+                         "predictions depend on later tokens (an encoder such as BERT without is_decoder=true): "
+                         "teacher forcing would let it read the answer. Use a decoder-only LM (GPT-2, Llama, ...)")
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.bos_token is None:
         tokenizer.bos_token = tokenizer.eos_token
     return model, tokenizer
+
+
+@torch.no_grad()
+def attends_only_to_the_past(lm, length: int = 6, seed: int = 0) -> bool:
+    """Whether changing the last token leaves the logits of every earlier position unchanged (a causal LM)."""
+    vocab = lm.get_input_embeddings().num_embeddings
+    ids = torch.randint(0, vocab, (1, length), generator=torch.Generator().manual_seed(seed))
+    changed = ids.clone()
+    changed[0, -1] = (ids[0, -1] + 1) % vocab
+    before, after = lm(input_ids=ids).logits[0, :-1], lm(input_ids=changed).logits[0, :-1]
+    return torch.allclose(before, after, atol=1e-5)
 
 
 def check_vocabulary(tokenizer, lm) -> None:
