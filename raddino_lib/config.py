@@ -82,7 +82,8 @@ SMOKE = Profile(
         **_probes({"image_size": 64, "n_boot": 50, "seed": 0, "supervised_steps": 30},
                   {"segmentation": {"epochs": 5, "upernet_epochs": 3},
                    "attention": {"n_images": 4, "interactive": False},
-                   "report_generation": {"decoder_steps": 60, "max_len": 48, "max_new_tokens": 48}}),
+                   "report_generation": {"decoder_steps": 60, "max_len": 48, "max_new_tokens": 48, "n_embd": 64,
+                                          "lr": 0.004}}),
         # two tiny arms (data size only)
         "scaling": {**_backbone("vit_tiny", 8, 4), "global_crop_size": 64, "local_crop_size": 32, "n_local_crops": 2,
                     "batch_size": 8, "max_steps": 6, "out_dim": 256, "recipe": "short", "sizes": "48,160",
