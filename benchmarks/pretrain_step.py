@@ -31,8 +31,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from _mfu import cpu_seconds, matmul_ceiling, matmul_peak, sync
-from torch.utils.flop_counter import FlopCounterMode
+from _mfu import count_flops, cpu_seconds, matmul_ceiling, matmul_peak, sync
 
 from raddino_lib.atomic import write_json
 from raddino_lib.train.pretrain import PretrainConfig, build_meta_arch
@@ -108,9 +107,7 @@ def main() -> None:
     for _ in range(args.warmup):
         step(batch)
     sync(device)
-    with FlopCounterMode(display=False) as counter:
-        step(batch)
-    flops_per_step = float(counter.get_total_flops())
+    flops_per_step = count_flops(lambda: step(batch))
 
     peak_n = 4096 if device.type == "cpu" else 8192
     runs = []
