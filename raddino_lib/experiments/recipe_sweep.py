@@ -67,6 +67,11 @@ _PLAIN_DINO = {"ibot_weight": 0.0, "koleo_weight": 0.0, "mask_probability": 0.0,
                "momentum_teacher": 0.996, "final_momentum_teacher": 1.0, "layer_scale_init": 1.0,
                "layerwise_decay": 1.0, "patch_embed_lr_mult": 1.0, "weight_decay_end": 0.04, "max_steps": 600,
                "eval_every": 100}
+# every setting that helped one toy arm, together: a faster teacher, easier views, sharper targets, a 4x lr
+_COMBINED = {"layer_scale_init": 0.1, **_CB, "momentum_teacher": 0.9, "final_momentum_teacher": 0.9,
+             "photometric": "lite", "global_crops_scale": (0.6, 1.0), "local_crops_scale": (0.25, 0.5),
+             "base_lr": 0.016}
+_SHARP = {"teacher_temp": 0.02, "warmup_teacher_temp": 0.02}
 SWEEPS: dict[str, list[Arm]] = {
     "toy": [
         Arm("base", {}, "the smoke/cpu recipe before the sweep: LayerScale 1e-5"),
@@ -96,6 +101,13 @@ SWEEPS: dict[str, list[Arm]] = {
         Arm("no_koleo", {"koleo_weight": 0.0}, "KoLeo off (notebook 08's cpu grid scored best without it)"),
         Arm("plain_dino_600", _PLAIN_DINO, "plain DINO (no iBOT, KoLeo, masks, LayerScale or layer-wise lr), as "
             "the outside implementation of outside_dino.py: the same recipe in this package's step"),
+        Arm("frozen_prototypes", {"freeze_last_layer_steps": 150},
+            "the head's last layer frozen for the whole run (the base unfreezes it after one pass, step 60)"),
+        Arm("bn_centred_head_layerscale_1", {"layer_scale_init": 1.0, **_CB}, "no LayerScale damping"),
+        Arm("bn_centred_head_lr_4x", {"layer_scale_init": 0.1, **_CB, "base_lr": 0.016}, "4x the learning rate"),
+        Arm("combined_t0.04", _COMBINED, "the helpful settings together: BatchNorm head, teacher momentum 0.9, "
+            "mild crops, lite photometrics, 4x lr"),
+        Arm("combined", {**_COMBINED, **_SHARP}, "the same with teacher temperature 0.02"),
     ],
     "phantoms": [
         Arm("base", {}, "the cpu profile's recipe: LayerScale 1e-5"),
@@ -108,6 +120,9 @@ SWEEPS: dict[str, list[Arm]] = {
         Arm("teacher_momentum_0.9", {"layer_scale_init": 0.1, "momentum_teacher": 0.9,
                                      "final_momentum_teacher": 0.9}, "a faster teacher (the toy sweep's best at 150)"),
         Arm("no_koleo", {"koleo_weight": 0.0}, "KoLeo off (notebook 08's cpu grid scored best without it)"),
+        Arm("combined", {**_COMBINED, **_SHARP, "eval_every": 100}, "the toy sweep's combined arm: BatchNorm head, "
+            "teacher momentum 0.9 and temperature 0.02, mild crops, lite photometrics, 4x lr"),
+        Arm("combined_lr_2x", {**_COMBINED, **_SHARP, "eval_every": 100, "base_lr": 0.008}, "the same at 2x lr"),
     ],
 }
 
