@@ -190,6 +190,45 @@ def test_a_killed_3d_run_resumes_bit_exactly(ct_manifest, tmp_path):
         assert torch.equal(va, vb), k
 
 
+def test_arms_share_the_towers_init_and_the_order_of_volumes_whatever_objectives_are_on(ct_manifest):
+    """The ablation compares objectives, not seeds: switching generation and MIM on leaves the image tower, the
+    text tower and its projection as they were, and the paired volumes come in the same order."""
+    from raddino_lib.train.colipri import MixedSampler, build_model, build_tokenizers
+
+    reports = read_ct_manifest(ct_manifest)["report"].tolist()
+    plain = _cfg(ct_manifest, "unused", 2, generation=0.0, mim=0.0)
+    full = _cfg(ct_manifest, "unused", 2, generation=1.0, mim=1.0)
+    tok = build_tokenizers(plain, reports)
+    a, b = build_model(plain, tok), build_model(full, tok)
+    assert a.decoder is None and b.decoder is not None and b.mim_head is not None
+    shared = b.state_dict()
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, shared[k]), k
+    other_seed = build_model(_cfg(ct_manifest, "unused", 2, generation=0.0, mim=0.0, seed=1), tok)
+    assert not torch.equal(other_seed.image.proj.weight, a.image.proj.weight)
+
+    paired, unpaired = np.arange(10), np.arange(10, 16)
+    only_paired, mixed = MixedSampler(paired, np.zeros(0, int), 4, 0.5, seed=3), MixedSampler(paired, unpaired, 8, 0.5,
+                                                                                              seed=3)
+    draws = []
+    for _ in range(6):  # draws from the global RNG in between (dropout, masks) change nothing
+        torch.rand(5)
+        draws.append((only_paired.next()[0], mixed.next()))
+    assert all(p == m[0] for p, m in draws) and all(len(m[1]) == 4 for _, m in draws)
+    assert len(set(draws[0][0] + draws[1][0])) == 8  # an epoch draws without replacement (10 volumes: 2 batches)
+    resumed = MixedSampler(paired, np.zeros(0, int), 4, 0.5, seed=3)
+    replay = MixedSampler(paired, np.zeros(0, int), 4, 0.5, seed=3)
+    for _ in range(3):
+        replay.next()
+    resumed.restore(replay.state())
+    assert [resumed.next() for _ in range(4)] == [replay.next() for _ in range(4)]
+    with pytest.raises(ValueError, match="delete its folder"):
+        resumed.restore([[1, 2], []])
+    m1 = random_mask(3, 27, 0.5, torch.device("cpu"), torch.Generator().manual_seed(7))
+    torch.rand(3)
+    assert torch.equal(m1, random_mask(3, 27, 0.5, torch.device("cpu"), torch.Generator().manual_seed(7)))
+
+
 def test_a_folder_with_another_config_is_refused(ct_manifest, tmp_path):
     train_colipri(_cfg(ct_manifest, tmp_path / "run", 2), progress=False)
     with pytest.raises(ValueError, match="another config"):

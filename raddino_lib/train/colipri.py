@@ -167,25 +167,36 @@ def mim_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> to
     return (per_patch * mask).sum() / mask.sum().clamp(min=1)
 
 
-def random_mask(batch: int, n: int, ratio: float, device: torch.device) -> torch.Tensor:
-    """(batch, n) bool with exactly round(ratio · n) True per row, drawn from the global torch RNG."""
+def random_mask(batch: int, n: int, ratio: float, device: torch.device,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """(batch, n) bool with exactly round(ratio · n) True per row, drawn from ``generator`` (a CPU generator;
+    None: the global torch RNG)."""
     k = max(1, int(round(ratio * n)))
-    order = torch.rand(batch, n).argsort(dim=1)
+    order = torch.rand(batch, n, generator=generator).argsort(dim=1)
     return (order < k).to(device)
 
 
 # ===== model =====
+
+# Offsets added to the config's seed for each random draw of a run, so that one part's draws never depend on
+# whether another part exists: arms that switch objectives on or off share the towers' initialisation, the
+# order in which volumes are drawn, and (for the masked objective) the masks.
+SEED_OFFSETS = {"image": 0, "text": 1, "decoder": 2, "text_proj": 3, "mim_head": 4, "sampler": 5, "masks": 6}
 
 class COLIPRIModel(nn.Module):
     """Image tower, text tower with its projection, the contrastive temperature, report decoder and MIM head."""
 
     def __init__(self, cfg: COLIPRIConfig, text: BertTextEncoder, decoder: ReportDecoder | None) -> None:
         super().__init__()
+        # each part from its own seed (see build_model): the image tower is the same whichever objectives are on
+        torch.manual_seed(cfg.seed + SEED_OFFSETS["image"])
         self.image = ImageTower(cfg.primus())
         self.text = text
+        torch.manual_seed(cfg.seed + SEED_OFFSETS["text_proj"])
         self.text_proj = nn.Linear(text.width, cfg.proj_dim, bias=False)
         self.criterion = CLIPLoss(cfg.init_temperature)
         self.decoder = decoder
+        torch.manual_seed(cfg.seed + SEED_OFFSETS["mim_head"])
         self.mim_head = nn.Linear(self.image.encoder.embed_dim, cfg.patch_size ** 3) if cfg.mim > 0 else None
         self.grid, self.patch, self.prefix_pool = cfg.primus().grid, cfg.patch_size, cfg.prefix_pool
 
@@ -210,7 +221,8 @@ def build_tokenizers(cfg: COLIPRIConfig, reports: list[str]) -> Tokenizers:
 
 
 def build_model(cfg: COLIPRIConfig, tok: Tokenizers) -> COLIPRIModel:
-    torch.manual_seed(cfg.seed)
+    """The untrained model; every part is initialised from its own seed (``SEED_OFFSETS``)."""
+    torch.manual_seed(cfg.seed + SEED_OFFSETS["text"])
     if cfg.text_init:
         text = BertTextEncoder.from_pretrained(cfg.text_init, pad_id=tok.text.pad_id)
     else:
@@ -221,7 +233,8 @@ def build_model(cfg: COLIPRIConfig, tok: Tokenizers) -> COLIPRIModel:
         n_prefix = math.prod(g // cfg.prefix_pool for g in cfg.primus().grid)
         d = tok.decoder
         lm = small_gpt2(len(d), n_prefix + 1 + cfg.decoder_max_len + 1, cfg.decoder_embd, cfg.decoder_layers,
-                        cfg.decoder_heads, cfg.seed, d.bos_token_id, d.eos_token_id, d.pad_token_id)
+                        cfg.decoder_heads, cfg.seed + SEED_OFFSETS["decoder"], d.bos_token_id, d.eos_token_id,
+                        d.pad_token_id)
         decoder = ReportDecoder(cfg.primus().width, lm, d.bos_token_id, d.eos_token_id, d.pad_token_id)
     return COLIPRIModel(cfg, text, decoder)
 
@@ -236,6 +249,7 @@ class Batch:
     groups: torch.Tensor | None  # (n_paired,) identical reports share a group (all positives of each other)
     report_ids: torch.Tensor | None  # (n_paired, T) decoder ids, right-padded
     report_mask: torch.Tensor | None
+    mask_seed: int | None = None  # seed of this batch's masks for the masked objective; None: the global RNG
 
 
 def losses(model: COLIPRIModel, cfg: COLIPRIConfig, batch: Batch) -> dict[str, torch.Tensor]:
@@ -250,7 +264,8 @@ def losses(model: COLIPRIModel, cfg: COLIPRIConfig, batch: Batch) -> dict[str, t
             out["generation"] = model.decoder(model.prefix_tokens(tokens), batch.report_ids, batch.report_mask)
     if cfg.mim > 0:
         x = batch.volumes
-        mask = random_mask(len(x), math.prod(model.grid), cfg.mask_ratio, x.device)
+        gen = None if batch.mask_seed is None else torch.Generator().manual_seed(batch.mask_seed)
+        mask = random_mask(len(x), math.prod(model.grid), cfg.mask_ratio, x.device, gen)
         pred = model.mim_head(model.image.encoder(x, mask))
         out["mim"] = mim_loss(pred, patchify(x, model.patch), mask.float())
     out["total"] = sum(getattr(cfg, k) * out[k] for k in OBJECTIVES)
@@ -258,26 +273,42 @@ def losses(model: COLIPRIModel, cfg: COLIPRIConfig, batch: Batch) -> dict[str, t
 
 
 class MixedSampler:
-    """Batches of ``batch_paired`` paired volumes and the rest image-only, each pool cycled in shuffled epochs
-    drawn from the global torch RNG (restored on resume)."""
+    """Batches of ``batch_paired`` paired volumes and the rest image-only, each pool cycled in shuffled epochs.
 
-    def __init__(self, paired: np.ndarray, unpaired: np.ndarray, batch_size: int, batch_paired: float) -> None:
+    Epoch e of pool k is shuffled by a generator seeded from (seed, k, e) alone, so the order does not depend on
+    what else draws random numbers (masks, dropout): arms with and without the masked objective see the paired
+    volumes in the same order. ``state()`` / ``restore()`` carry it across a resume.
+    """
+
+    def __init__(self, paired: np.ndarray, unpaired: np.ndarray, batch_size: int, batch_paired: float,
+                 seed: int = 0) -> None:
         self.pools = [paired, unpaired]
         n_p = batch_size if len(unpaired) == 0 else max(1, int(round(batch_paired * batch_size)))
         self.sizes = [min(n_p, len(paired)), min(batch_size - n_p, len(unpaired))]
         self.orders: list[list[int]] = [[], []]
+        self.epochs = [0, 0]
+        self.seed = seed
 
     def next(self) -> tuple[list[int], list[int]]:
         picked = []
         for k in (0, 1):
             if len(self.orders[k]) < self.sizes[k]:
-                self.orders[k] = torch.randperm(len(self.pools[k])).tolist()
+                gen = torch.Generator().manual_seed(self.seed * 1_000_003 + 2 * self.epochs[k] + k)
+                self.orders[k] = torch.randperm(len(self.pools[k]), generator=gen).tolist()
+                self.epochs[k] += 1
             picked.append([int(self.pools[k][i]) for i in self.orders[k][: self.sizes[k]]])
             self.orders[k] = self.orders[k][self.sizes[k]:]
         return picked[0], picked[1]
 
-    def state(self) -> list[list[int]]:
-        return [list(o) for o in self.orders]
+    def state(self) -> dict[str, list]:
+        return {"orders": [list(o) for o in self.orders], "epochs": list(self.epochs)}
+
+    def restore(self, state: dict[str, list]) -> None:
+        if not isinstance(state, dict):
+            raise ValueError("this checkpoint's sampler state predates seeded epochs (a list of orders); the run "
+                             "cannot continue bit-exactly: delete its folder and train it again")
+        self.orders = [list(o) for o in state["orders"]]
+        self.epochs = [int(e) for e in state["epochs"]]
 
 
 # ===== training =====
@@ -333,12 +364,13 @@ def train_colipri(cfg: COLIPRIConfig, volumes: torch.Tensor | None = None, progr
     groups = torch.as_tensor(pd.factorize(df["report"])[0])
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
     torch.manual_seed(cfg.seed)
-    sampler = MixedSampler(np.flatnonzero(paired), unpaired, cfg.batch_size, cfg.batch_paired)
+    sampler = MixedSampler(np.flatnonzero(paired), unpaired, cfg.batch_size, cfg.batch_paired,
+                           cfg.seed + SEED_OFFSETS["sampler"])
     start = 0
     ckpt = latest_checkpoint(out / "checkpoints")
     if ckpt is not None:
         state = load_checkpoint(ckpt, model, optimizer)
-        sampler.orders = [list(o) for o in state["sampler"]]
+        sampler.restore(state["sampler"])
         start = ckpt.step
         log(f"resuming {out} from step {start}")
     metrics = MetricsLog(out / "metrics.csv", start_step=start, columns=METRIC_COLUMNS)
@@ -351,7 +383,8 @@ def train_colipri(cfg: COLIPRIConfig, volumes: torch.Tensor | None = None, progr
         idx = torch.as_tensor(idx_p + idx_u)
         keep = int(enc.attention_mask[idx_p].sum(1).max()) if idx_p else 0
         batch = Batch(volumes[idx].to(device), len(idx_p), text_ids[idx_p].to(device), groups[idx_p].to(device),
-                      enc.input_ids[idx_p, :keep].to(device), enc.attention_mask[idx_p, :keep].to(device))
+                      enc.input_ids[idx_p, :keep].to(device), enc.attention_mask[idx_p, :keep].to(device),
+                      mask_seed=(cfg.seed + SEED_OFFSETS["masks"]) * 1_000_003 + step)
         lr = lr_at(cfg, step)
         parts = losses(model, cfg, batch)
         contrastive_update(model, optimizer, parts["total"], lr, cfg.grad_clip, f"COLIPRI (step {step})")
