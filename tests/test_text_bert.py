@@ -53,6 +53,26 @@ def test_bert_tower_is_bert_models_cls_token_with_padding_masked(wordpiece):
     assert tower.width == 32 and tower.bert.config.intermediate_size == 128
 
 
+def test_mean_pooling_averages_the_report_tokens_only_and_survives_the_spec(wordpiece):
+    """pool="mean": each report's token outputs averaged by hand over its own non-padding tokens."""
+    from raddino_lib.models.text import text_tower_from_spec
+
+    torch.manual_seed(0)
+    tower = BertTextEncoder.from_config(wordpiece.vocab_size, 24, width=32, depth=2, heads=2, pool="mean").eval()
+    ids = wordpiece(REPORTS[:3])
+    hidden = tower.bert(input_ids=ids, attention_mask=(ids != 0).long()).last_hidden_state
+    for row in range(3):
+        n = int((ids[row] != 0).sum())
+        assert n < 24 and torch.allclose(tower(ids)[row], hidden[row, :n].mean(0), atol=1e-5)
+    again = text_tower_from_spec(tower.spec())
+    again.load_state_dict(tower.state_dict())
+    assert again.pool == "mean" and torch.allclose(again.eval()(ids), tower(ids), atol=1e-6)
+    older = {k: v for k, v in tower.spec().items() if k != "pool"}  # saved before pooling was a choice
+    assert text_tower_from_spec(older).pool == "cls"
+    with pytest.raises(ValueError, match="choose one of"):
+        BertTextEncoder.from_config(wordpiece.vocab_size, 24, width=32, depth=1, heads=2, pool="max")
+
+
 def test_clip_with_a_bert_tower_saves_and_loads(wordpiece, tmp_path):
     torch.manual_seed(0)
     image = create_backbone("vit_tiny", patch_size=8, img_size=32, depth=1)

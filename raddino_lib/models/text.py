@@ -1,6 +1,6 @@
-"""The text tower of the CLIP baseline: a ``transformers`` BERT (CXR-BERT's architecture), its [CLS] token the
-report embedding. Built small from a config (trained from scratch on the report corpus) or read from a local BERT
-folder (CXR-BERT, BioViL's text model, any ``BertModel``).
+"""The text tower of the CLIP baseline and of COLIPRI: a ``transformers`` BERT (CXR-BERT's architecture), its [CLS]
+token (or the mean of its token outputs) the report embedding. Built small from a config (trained from scratch on
+the report corpus) or read from a local BERT folder (CXR-BERT, BioViL's text model, any ``BertModel``).
 """
 
 from __future__ import annotations
@@ -8,23 +8,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# "cls": the [CLS] token's output (CXR-BERT's report embedding); "mean": the mean over the report's tokens. Trained
+# from scratch, a small BERT's [CLS] output is the same for every report at initialisation (cosine 1.0000 between
+# the phantoms' CT reports), while the token mean already differs between them (0.993).
+POOLS = ("cls", "mean")
+
 
 class BertTextEncoder(nn.Module):
-    """A ``transformers`` ``BertModel`` as the text tower: ids (B, L) -> (B, width), its [CLS] token.
+    """A ``transformers`` ``BertModel`` as the text tower: ids (B, L) -> (B, width), its [CLS] token or, with
+    ``pool="mean"``, the mean of the non-padding token outputs.
 
     :meth:`from_config` builds a small BERT from scratch (CXR-BERT's architecture at a CPU size);
     :meth:`from_pretrained` reads a local BERT folder (CXR-BERT or any ``BertModel``). Padding is masked out of
     attention, and trailing all-padding columns are dropped first (same result, less compute).
     """
 
-    def __init__(self, bert: nn.Module, pad_id: int = 0) -> None:
+    def __init__(self, bert: nn.Module, pad_id: int = 0, pool: str = "cls") -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"text pooling {pool!r}: choose one of {POOLS}")
         self.bert = bert
         self.pad_id = pad_id
+        self.pool = pool
 
     @classmethod
     def from_config(cls, vocab_size: int, max_length: int, width: int = 128, depth: int = 2, heads: int = 4,
-                    mlp_ratio: float = 4.0, dropout: float = 0.0, pad_id: int = 0) -> BertTextEncoder:
+                    mlp_ratio: float = 4.0, dropout: float = 0.0, pad_id: int = 0, pool: str = "cls"
+                    ) -> BertTextEncoder:
         from transformers import BertConfig, BertModel
 
         if width % heads:
@@ -33,10 +43,10 @@ class BertTextEncoder(nn.Module):
                             num_attention_heads=heads, intermediate_size=int(mlp_ratio * width),
                             max_position_embeddings=max_length, hidden_dropout_prob=dropout,
                             attention_probs_dropout_prob=dropout, pad_token_id=pad_id)
-        return cls(BertModel(config, add_pooling_layer=False), pad_id)
+        return cls(BertModel(config, add_pooling_layer=False), pad_id, pool)
 
     @classmethod
-    def from_pretrained(cls, folder: str, pad_id: int = 0) -> BertTextEncoder:
+    def from_pretrained(cls, folder: str, pad_id: int = 0, pool: str = "cls") -> BertTextEncoder:
         """A local BERT folder (config.json + weights); a non-BERT model or a missing folder fails clearly."""
         from pathlib import Path
 
@@ -48,7 +58,7 @@ class BertTextEncoder(nn.Module):
         if config.model_type != "bert":
             raise ValueError(f"text_init {folder}: model_type {config.model_type!r}, expected 'bert' (CXR-BERT, "
                              "BiomedBERT, any BertModel folder)")
-        return cls(BertModel.from_pretrained(folder, local_files_only=True, add_pooling_layer=False), pad_id)
+        return cls(BertModel.from_pretrained(folder, local_files_only=True, add_pooling_layer=False), pad_id, pool)
 
     @property
     def width(self) -> int:
@@ -61,11 +71,15 @@ class BertTextEncoder(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         keep = ids != self.pad_id
         length = int(keep.sum(dim=1).max().clamp(min=1))
-        out = self.bert(input_ids=ids[:, :length], attention_mask=keep[:, :length].long())
-        return out.last_hidden_state[:, 0]
+        keep = keep[:, :length]
+        hidden = self.bert(input_ids=ids[:, :length], attention_mask=keep.long()).last_hidden_state
+        if self.pool == "cls":
+            return hidden[:, 0]
+        weight = keep.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weight).sum(1) / weight.sum(1).clamp(min=1)
 
     def spec(self) -> dict:
-        return {"kind": "bert", "config": self.bert.config.to_dict(), "pad_id": self.pad_id}
+        return {"kind": "bert", "config": self.bert.config.to_dict(), "pad_id": self.pad_id, "pool": self.pool}
 
 
 def text_tower_from_spec(spec: dict) -> BertTextEncoder:
@@ -75,4 +89,5 @@ def text_tower_from_spec(spec: dict) -> BertTextEncoder:
                          "is no longer built; retrain it with `raddino train-clip`")
     from transformers import BertConfig, BertModel
 
-    return BertTextEncoder(BertModel(BertConfig.from_dict(spec["config"]), add_pooling_layer=False), spec["pad_id"])
+    return BertTextEncoder(BertModel(BertConfig.from_dict(spec["config"]), add_pooling_layer=False), spec["pad_id"],
+                           spec.get("pool", "cls"))  # saved before pooling was a choice: [CLS]

@@ -42,7 +42,7 @@ from raddino_lib.device import resolve_device
 from raddino_lib.losses.clip import CLIPLoss
 from raddino_lib.models.primus import ImageTower, PrimusConfig, save_encoder
 from raddino_lib.models.report_decoder import ReportDecoder, encode_reports, small_gpt2, train_tokenizer
-from raddino_lib.models.text import BertTextEncoder
+from raddino_lib.models.text import POOLS, BertTextEncoder
 from raddino_lib.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from raddino_lib.train.language import contrastive_update, param_groups
 from raddino_lib.train.metrics_log import MetricsLog, read_metrics
@@ -78,6 +78,7 @@ class COLIPRIConfig:
     text_depth: int = 2
     text_heads: int = 4
     text_max_length: int = 160
+    text_pool: str = "mean"  # report embedding: "mean" of the token outputs, or the "cls" token (models.text.POOLS)
     text_vocab: int = 2000
     decoder_embd: int = 128
     decoder_layers: int = 2
@@ -105,6 +106,8 @@ class COLIPRIConfig:
             raise ValueError(f"COLIPRIConfig.paired_fraction {self.paired_fraction} must be in (0, 1]")
         if not 0 < self.batch_paired <= 1 or not 0 < self.mask_ratio < 1:
             raise ValueError("COLIPRIConfig: batch_paired must be in (0, 1] and mask_ratio in (0, 1)")
+        if self.text_pool not in POOLS:
+            raise ValueError(f"COLIPRIConfig.text_pool {self.text_pool!r}: choose one of {POOLS}")
         grid = self.input_size // self.patch_size
         if self.input_size % self.patch_size or grid % self.prefix_pool:
             raise ValueError(f"COLIPRIConfig: input_size {self.input_size} must be a multiple of patch_size "
@@ -224,10 +227,10 @@ def build_model(cfg: COLIPRIConfig, tok: Tokenizers) -> COLIPRIModel:
     """The untrained model; every part is initialised from its own seed (``SEED_OFFSETS``)."""
     torch.manual_seed(cfg.seed + SEED_OFFSETS["text"])
     if cfg.text_init:
-        text = BertTextEncoder.from_pretrained(cfg.text_init, pad_id=tok.text.pad_id)
+        text = BertTextEncoder.from_pretrained(cfg.text_init, pad_id=tok.text.pad_id, pool=cfg.text_pool)
     else:
         text = BertTextEncoder.from_config(tok.text.vocab_size, tok.text.max_length, cfg.text_width, cfg.text_depth,
-                                           cfg.text_heads, pad_id=tok.text.pad_id)
+                                           cfg.text_heads, pad_id=tok.text.pad_id, pool=cfg.text_pool)
     decoder = None
     if cfg.generation > 0:
         n_prefix = math.prod(g // cfg.prefix_pool for g in cfg.primus().grid)
@@ -439,6 +442,7 @@ def load_run(out_dir: str | Path, device: str = "cpu") -> tuple[COLIPRIModel, To
         raise FileNotFoundError(f"{out}: no {CONFIG_NAME}; not a COLIPRI run folder")
     fields = {f.name for f in dataclasses.fields(COLIPRIConfig)}
     saved = json.loads((out / CONFIG_NAME).read_text())
+    saved.setdefault("text_pool", "cls")  # runs saved before pooling was a choice used the [CLS] token
     cfg = COLIPRIConfig(**{k: v for k, v in saved.items() if k in fields and k != "out_dir"}, out_dir=str(out))
     ckpt = latest_checkpoint(out / "checkpoints")
     if ckpt is None or ckpt.step < cfg.steps:
