@@ -186,6 +186,7 @@ def random_mask(batch: int, n: int, ratio: float, device: torch.device,
 # order in which volumes are drawn, and (for the masked objective) the masks.
 SEED_OFFSETS = {"image": 0, "text": 1, "decoder": 2, "text_proj": 3, "mim_head": 4, "sampler": 5, "masks": 6}
 
+
 class COLIPRIModel(nn.Module):
     """Image tower, text tower with its projection, the contrastive temperature, report decoder and MIM head."""
 
