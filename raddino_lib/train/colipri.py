@@ -187,6 +187,11 @@ def random_mask(batch: int, n: int, ratio: float, device: torch.device,
 SEED_OFFSETS = {"image": 0, "text": 1, "decoder": 2, "text_proj": 3, "mim_head": 4, "sampler": 5, "masks": 6}
 
 
+def derived_seed(base: int, index: int) -> int:
+    """The seed of draw ``index`` of a stream seeded by ``base`` (the sampler's epochs, the masks' steps)."""
+    return base * 1_000_003 + index
+
+
 class COLIPRIModel(nn.Module):
     """Image tower, text tower with its projection, the contrastive temperature, report decoder and MIM head."""
 
@@ -297,7 +302,7 @@ class MixedSampler:
         picked = []
         for k in (0, 1):
             if len(self.orders[k]) < self.sizes[k]:
-                gen = torch.Generator().manual_seed(self.seed * 1_000_003 + 2 * self.epochs[k] + k)
+                gen = torch.Generator().manual_seed(derived_seed(self.seed, 2 * self.epochs[k] + k))
                 self.orders[k] = torch.randperm(len(self.pools[k]), generator=gen).tolist()
                 self.epochs[k] += 1
             picked.append([int(self.pools[k][i]) for i in self.orders[k][: self.sizes[k]]])
@@ -388,7 +393,7 @@ def train_colipri(cfg: COLIPRIConfig, volumes: torch.Tensor | None = None, progr
         keep = int(enc.attention_mask[idx_p].sum(1).max()) if idx_p else 0
         batch = Batch(volumes[idx].to(device), len(idx_p), text_ids[idx_p].to(device), groups[idx_p].to(device),
                       enc.input_ids[idx_p, :keep].to(device), enc.attention_mask[idx_p, :keep].to(device),
-                      mask_seed=(cfg.seed + SEED_OFFSETS["masks"]) * 1_000_003 + step)
+                      mask_seed=derived_seed(cfg.seed + SEED_OFFSETS["masks"], step))
         lr = lr_at(cfg, step)
         parts = losses(model, cfg, batch)
         contrastive_update(model, optimizer, parts["total"], lr, cfg.grad_clip, f"COLIPRI (step {step})")
