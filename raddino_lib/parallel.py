@@ -1,0 +1,136 @@
+"""Independent CPU jobs side by side, one core each.
+
+The cpu profile trains many small models one after another: report decoders (notebook 07), pretraining arms
+(notebook 08), COLIPRI arms (notebook 10). Models this small use a second core poorly: a 2-layer GPT-2 decoder
+step takes 0.26 s on one thread and 0.18 s on two, a 20-step pretraining arm 0.85 and 0.60 s a step. Two jobs at
+once, one thread each, finish the pair in about three quarters of the time of running them in turn on two threads.
+
+Every job runs on one thread whether it runs in a worker process or in this one, so its numbers do not depend
+on how many jobs ran beside it, nor on the machine's core count (``test_parallel``). Jobs must seed themselves:
+none may read a random state left by the job before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def cpu_workers(n_jobs: int, device: str | torch.device = "cpu") -> int:
+    """How many jobs run at once: one per core on a CPU with ``fork``, one on a GPU.
+
+    ``RADDINO_WORKERS`` in the environment overrides the core count (1 runs every job in this process).
+    """
+    if str(device) != "cpu" or "fork" not in mp.get_all_start_methods() or n_jobs < 2 or _IN_WORKER:
+        return 1
+    cores = int(os.environ.get("RADDINO_WORKERS") or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                      else os.cpu_count() or 1))
+    return max(1, min(n_jobs, cores))
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch and the BLAS libraries (numpy, scikit-learn) on one thread inside the block."""
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+_WORK: tuple[Callable[[Any], Any], Sequence[Any]] | None = None  # what the forked workers inherit
+_IN_WORKER = False
+
+
+def _run_one(fn: Callable[..., Any], job: Any, previous: tuple[Any, ...], limit: bool = True) -> tuple[Any, float]:
+    start = time.perf_counter()
+    with one_thread() if limit else contextlib.nullcontext():
+        return fn(job, *previous), time.perf_counter() - start
+
+
+def _run_index(k: int, previous: bytes) -> bytes:
+    """In a worker: job k of the work inherited at fork (only k and an earlier job's result cross the pipe, so
+    closures are fine).
+
+    What crosses goes as plain pickle bytes: tensors pickled by ``multiprocessing`` would move through torch's
+    shared-memory file descriptors, which can hang in a process forked from a Jupyter kernel.
+    """
+    global _IN_WORKER
+    _IN_WORKER = True  # a job that maps jobs of its own runs them in turn
+    assert _WORK is not None
+    fn, jobs = _WORK
+    return pickle.dumps(_run_one(fn, jobs[k], pickle.loads(previous)))
+
+
+def map_jobs(fn: Callable[..., R], jobs: Sequence[T], workers: int = 0, names: Sequence[str] | None = None,
+             log: Callable[[str], None] | None = print, after: Sequence[int | None] | None = None,
+             device: str | torch.device = "cpu") -> list[R]:
+    """``[fn(job) for job in jobs]``, in that order; on a CPU each job on one thread, ``workers`` at a time.
+
+    workers: processes (0: ``cpu_workers(len(jobs))``); 1 runs the jobs here, in turn. Worker processes are forked
+    and inherit ``fn`` and the jobs, which may be closures; results come back pickled. On another device (a GPU)
+    the jobs run here, in turn, on the process's threads. A job's exception is raised here once the jobs already
+    running have finished; the jobs not started yet are dropped. ``log`` gets one line per finished job (``names``
+    label them).
+
+    after: per job, the index of an earlier job it needs (None: none). Such a job starts once that one has finished
+    and is called ``fn(job, result_of_that_job)``; the jobs others wait for start first.
+    """
+    n = len(jobs)
+    after = list(after) if after is not None else [None] * n
+    names = list(names) if names is not None else [f"job {k + 1}" for k in range(n)]
+    if len(names) != n or len(after) != n:
+        raise ValueError(f"{len(names)} names and {len(after)} dependencies for {n} jobs")
+    for k, a in enumerate(after):
+        if a is not None and not 0 <= a < k:
+            raise ValueError(f"{names[k]} waits for job {a}: a job can only wait for an earlier one")
+    on_cpu = str(device) == "cpu"
+    workers = (workers or cpu_workers(n)) if on_cpu else 1
+    results: list[Any] = [None] * n
+
+    def previous(k: int) -> tuple[Any, ...]:
+        return () if after[k] is None else (results[after[k]],)
+
+    if workers <= 1:
+        for k, job in enumerate(jobs):
+            results[k], seconds = _run_one(fn, job, previous(k), limit=on_cpu)
+            if log:
+                log(f"{names[k]}: done in {seconds:.0f} s")
+        return results
+    waited_for = {a for a in after if a is not None}
+    ready = sorted((k for k in range(n) if after[k] is None), key=lambda k: (k not in waited_for, k))
+    global _WORK
+    _WORK = (fn, jobs)  # set before the first submit: the pool forks its workers then
+    with ProcessPoolExecutor(min(workers, n), mp_context=mp.get_context("fork")) as pool:
+        running = {pool.submit(_run_index, k, pickle.dumps(())): k for k in ready}
+        try:
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    k = running.pop(future)
+                    results[k], seconds = pickle.loads(future.result())
+                    if log:
+                        log(f"{names[k]}: done in {seconds:.0f} s ({workers} side by side, one core each)")
+                    for j in (j for j in range(n) if after[j] == k):
+                        running[pool.submit(_run_index, j, pickle.dumps(previous(j)))] = j
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # the jobs not started yet do not start
+            raise
+        finally:
+            _WORK = None
+    return results
