@@ -1,10 +1,12 @@
 """Report generation: metrics against hand-computed values, and a decoder that learns a toy task exactly."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from raddino_lib.probe.report_generation import (
     DecoderConfig,
@@ -112,3 +114,35 @@ def test_bleu4_from_summed_statistics_equals_sacrebleus_corpus_score():
     for subset in ([0, 1, 2, 3], [1, 1, 2], [0, 2]):
         expected = sacrebleu.corpus_bleu([hyps[i] for i in subset], [[refs[i] for i in subset]]).score / 100
         assert bleu4_from_statistics(stats[subset]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_small_gpt2s_fused_gelu_is_gpt2s_tanh_gelu():
+    from raddino_lib.models.report_decoder import small_gpt2
+
+    lm = small_gpt2(32, 16, n_embd=16, n_layer=1, n_head=2)
+    x = torch.linspace(-6, 6, 1001)
+    gpt2_gelu = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))  # GPT-2's formula
+    torch.testing.assert_close(lm.transformer.h[0].mlp.act(x), gpt2_gelu, rtol=1e-6, atol=1e-6)
+
+
+def test_decoders_trained_side_by_side_equal_one_at_a_time_on_one_thread():
+    from raddino_lib.parallel import one_thread
+    from raddino_lib.probe.report_generation import train_report_decoders
+
+    reports = ["no acute process.", "small left effusion.", "the heart is enlarged.", "right nodule."] * 4
+    rng = np.random.default_rng(0)
+    tokens = {"a": rng.normal(size=(16, 2, 8)).astype(np.float32), "b": rng.normal(size=(16, 3, 8)).astype(np.float32)}
+    cfg = DecoderConfig(vocab_size=300, max_len=12, n_embd=16, n_layer=1, n_head=2, steps=4, batch_size=8, seed=0)
+    lines: list[str] = []
+    decoders, tok, logs = train_report_decoders(tokens, reports, cfg, steps={"b": 6}, workers=2, log=lines.append)
+    assert len(logs["a"].losses) == 4 and len(logs["b"].losses) == 6  # per-name steps
+    assert sorted(line.split(":")[0] for line in lines) == ["a", "b"]
+    for name, steps in (("a", 4), ("b", 6)):
+        with one_thread():
+            alone, _, log = train_report_decoder(tokens[name], reports, replace(cfg, steps=steps), tokenizer=tok,
+                                                 log=lambda *_: None)
+        assert log.losses == logs[name].losses
+        for p, q in zip(alone.state_dict().values(), decoders[name].state_dict().values(), strict=True):
+            assert torch.equal(p, q)
+    with pytest.raises(ValueError, match=r"steps given for \['c'\]"):
+        train_report_decoders(tokens, reports, cfg, steps={"c": 2})

@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -187,6 +187,33 @@ def train_report_decoder(tokens: np.ndarray, reports: Sequence[str], cfg: Decode
         sched.step()
     out.seconds = time.perf_counter() - start
     return decoder.eval(), tok, out
+
+
+def train_report_decoders(tokens: Mapping[str, np.ndarray], reports: Sequence[str], cfg: DecoderConfig,
+                          steps: Mapping[str, int] | None = None, device: str = "cpu", workers: int = 0, log=print):
+    """One decoder per named (N, T, D) token set, all on the same reports, tokenizer, config and seed; on a CPU
+    side by side, one core each (``parallel.map_jobs``). Returns (decoders, tokenizer, logs), dicts by name.
+
+    steps: optimizer steps per name where they differ from ``cfg.steps`` (e.g. a longer-trained oracle).
+    """
+    from raddino_lib.parallel import map_jobs
+
+    steps = dict(steps or {})
+    unknown = sorted(set(steps) - set(tokens))
+    if unknown:
+        raise ValueError(f"steps given for {unknown}, which have no image tokens (names: {sorted(tokens)})")
+    tokenizer = load_causal_lm(cfg.lm_path)[1] if cfg.lm_path else train_tokenizer(reports, cfg.vocab_size)
+    names = list(tokens)
+
+    def job(name: str):
+        return train_report_decoder(tokens[name], reports, replace(cfg, steps=steps.get(name, cfg.steps)),
+                                    tokenizer=tokenizer, device=device, log=lambda _: None)
+
+    trained = map_jobs(job, names, workers, names=names, log=log, device=resolve_device(device))
+    if trained and trained[0][2].n_truncated:
+        log(f"truncated {trained[0][2].n_truncated} of {len(reports)} training reports to {cfg.max_len} tokens")
+    return ({n: t[0] for n, t in zip(names, trained, strict=True)}, tokenizer,
+            {n: t[2] for n, t in zip(names, trained, strict=True)})
 
 
 def decoder_step(decoder: ReportDecoder, opt: torch.optim.Optimizer, tokens: torch.Tensor, input_ids: torch.Tensor,
