@@ -268,3 +268,9 @@ def test_arms_cross_objectives_and_fractions_and_fill_the_table(ct_manifest, tmp
     assert "chance" in table.index
     assert set(C.above_chance(record)) == {"zero-shot AUROC", "image→report R@5", "report→image R@5"}
     assert C.results_dict(frame)["chance"]["zero-shot AUROC"]["value"] == 0.5
+    # run_arms: the same records whether the arms run in turn or side by side (each on one thread)
+    in_turn = C.run_arms(arms[2:], base, data, tmp_path / "in_turn", settings, workers=1, log=lambda _: None)
+    apart = C.run_arms(arms[2:], base, data, tmp_path / "apart", settings, workers=2, log=lambda _: None)
+    moved = ("out_dir", "encoder", "train_seconds")
+    for one, other in zip(in_turn, apart, strict=True):
+        assert {k: v for k, v in one.items() if k not in moved} == {k: v for k, v in other.items() if k not in moved}

@@ -186,6 +186,23 @@ def run_arm(arm: ColipriArm, base: COLIPRIConfig, data: Data, root: str | Path, 
     return record
 
 
+def run_arms(arms: Sequence[ColipriArm], base: COLIPRIConfig, data: Data, root: str | Path, ev_cfg: EvalSettings,
+             workers: int = 0, log=print) -> list[dict]:
+    """``run_arm`` for every arm, in order; on a CPU side by side, one core each (``parallel.map_jobs``).
+
+    Each arm seeds every part of itself (``train.colipri.SEED_OFFSETS``), so its record does not depend on which
+    arms ran beside it.
+    """
+    from raddino_lib.device import resolve_device
+    from raddino_lib.parallel import map_jobs
+
+    def job(arm: ColipriArm) -> dict:
+        return run_arm(arm, base, data, root, ev_cfg, progress=False, log=lambda *_: None)
+
+    return map_jobs(job, list(arms), workers, names=[a.name for a in arms], log=log,
+                    device=resolve_device(ev_cfg.device))
+
+
 def reference_rows(base: COLIPRIConfig, data: Data, ev_cfg: EvalSettings, cnn_epochs: int = 6) -> dict:
     """{"random_init": evaluate() of the untrained towers, "supervised_cnn3d": its test macro AUROC summary,
     "most_frequent_report": generation metrics of always writing the commonest training report}."""
