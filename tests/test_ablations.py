@@ -126,8 +126,13 @@ def test_arms_are_skipped_when_complete_rerun_when_changed_and_resumed_when_inte
     settings = A.ProbeSettings(seg_epochs=1, n_boot=10)
     run = A.ArmRun(tmp_path, phantoms, TINY, settings, checkpoint_every=1)
     arms = A.build_arms(TINY, [8, 16], [2], groups=["data size"])
-    records = A.run_arms(run, arms, progress=False)
+    records = A.run_arms(run, arms, workers=1)  # in this process: the wrapped pretrain counts the steps
     assert list(records) == ["base", "images_8"] and calls == [(2, 2), (2, 2)]
+    side_by_side = A.run_arms(A.ArmRun(tmp_path / "apart", phantoms, TINY, settings, checkpoint_every=1), arms,
+                              workers=2, log=lambda _: None)
+    for name, record in records.items():  # each arm on one thread, whatever ran beside it: equal numbers
+        assert side_by_side[name]["metrics"] == record["metrics"], name
+        assert side_by_side[name]["dino_over_log_k"] == record["dino_over_log_k"], name
     for r in records.values():
         assert set(r["metrics"]) == {"cls_macro_auroc", "dice_mean", "age_r2"}
         assert all(c["ci_low"] <= c["ci_high"] and c["value"] is not None for c in r["metrics"].values())
@@ -135,12 +140,12 @@ def test_arms_are_skipped_when_complete_rerun_when_changed_and_resumed_when_inte
     assert all(0.0 < r["cls_std"] < 1.0 for r in records.values())  # the collapse diagnostic of metrics.csv
 
     log = []
-    again = A.run_arms(run, arms, log=log.append, progress=False)  # complete: read back, nothing trains
+    again = A.run_arms(run, arms, log=log.append, workers=1)  # complete: read back, nothing trains
     assert calls == [(2, 2), (2, 2)] and again == records
     assert log == ["base: complete, skipped", "images_8: complete, skipped"]
 
     changed = A.ArmRun(tmp_path, phantoms, {**TINY, "out_dim": 48}, settings, checkpoint_every=1)
-    A.run_arms(changed, arms[:1], log=log.append, progress=False)  # a new definition: rerun from scratch
+    A.run_arms(changed, arms[:1], log=log.append, workers=1)  # a new definition: rerun from scratch
     assert calls[-1] == (2, 2) and "base: its definition changed, rerunning from scratch" in log
     assert json.loads((tmp_path / "arms/base/pretrain/config.json").read_text())["out_dim"] == 48
 

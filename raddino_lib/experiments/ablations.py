@@ -291,7 +291,6 @@ def probe_encoder(path: str, manifest: str | Path, image_size: int, settings: Pr
     path: a backbone file or ``probe.pixels.PIXELS_SOURCE``; masks: cache of the loaded masks per image size.
     """
     from raddino_lib.data.manifest import label_matrix, read_manifest
-    from raddino_lib.data.masks import load_masks, mask_structures
     from raddino_lib.probe.classification import linear_probe
     from raddino_lib.probe.compare import encoder_features, estimate_cell, manifest_findings
     from raddino_lib.probe.metadata import MetadataProbeConfig, align_features, probe_target
@@ -310,11 +309,7 @@ def probe_encoder(path: str, manifest: str | Path, image_size: int, settings: Pr
         res = linear_probe(cls, label_matrix(df, findings), splits, pids, findings, n_boot=settings.n_boot,
                            seed=settings.seed)
         row["cls_macro_auroc"] = estimate_cell(res.macro_auroc)
-    masks = {} if masks is None else masks
-    if image_size not in masks:
-        names = mask_structures(df, None)
-        masks[image_size] = (names, load_masks(df, names, image_size)[0] if names else np.zeros(0))
-    names, truth = masks[image_size]
+    names, truth = _masks_at(manifest, image_size, {} if masks is None else masks, df)
     if names and fs.grid is not None:
         grid = align_features(fs.image_ids, fs.grid, df)
         seg = segmentation_probe(grid, truth, splits, pids, names,
@@ -326,6 +321,19 @@ def probe_encoder(path: str, manifest: str | Path, image_size: int, settings: Pr
     if age is not None and "r2" in age.metrics:
         row["age_r2"] = estimate_cell(age.metrics["r2"])
     return row
+
+
+def _masks_at(manifest: str | Path, image_size: int, masks: dict[int, tuple[list[str], np.ndarray]],
+              df: pd.DataFrame | None = None) -> tuple[list[str], np.ndarray]:
+    """(structure names, (N, S, H, W) masks) of the manifest at ``image_size``, loaded once into ``masks``."""
+    from raddino_lib.data.manifest import read_manifest
+    from raddino_lib.data.masks import load_masks, mask_structures
+
+    if image_size not in masks:
+        df = read_manifest(manifest) if df is None else df
+        names = mask_structures(df, None)
+        masks[image_size] = (names, load_masks(df, names, image_size)[0] if names else np.zeros(0))
+    return masks[image_size]
 
 
 # ===== running arms =====
@@ -442,22 +450,35 @@ def _stale_pretraining(out: Path, digest: str) -> bool:
     return path.is_file() and json.loads(path.read_text()).get("digest") != digest
 
 
-def run_arms(run: ArmRun, arms: Sequence[Arm], log: Callable[[str], None] = print,
-             progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Run (or skip) each arm in order; arm name -> record."""
-    from tqdm.auto import tqdm
+def run_arms(run: ArmRun, arms: Sequence[Arm], log: Callable[[str], None] = print, workers: int = 0
+             ) -> dict[str, dict[str, Any]]:
+    """Run (or skip) every arm; arm name -> record, in the arms' order.
 
-    records: dict[str, dict[str, Any]] = {}
+    On a CPU the arms run side by side, one core each (``parallel.map_jobs``); an arm that starts from another
+    (``init_from``) starts when that one has finished. Each arm seeds itself, so its record does not depend on
+    which arms ran beside it. Side by side, ``log`` gets a line as each arm finishes, then every arm's own lines.
+    """
+    from raddino_lib.parallel import cpu_workers, map_jobs
+
+    workers = (workers or cpu_workers(len(arms))) if run.device == "cpu" else 1
     masks: dict = {}
-    bar = tqdm(arms, desc="arms", unit="arm", disable=not progress)
-    for arm in bar:
-        bar.set_postfix_str(arm.name)
-        parent = records.get(arm.init_from) if arm.init_from else None
-        if arm.init_from and parent is None:
+    if workers > 1:  # load the masks once, here: the workers inherit them
+        for arm in arms:
+            _masks_at(run.manifest, arm.probe_size or run.config(arm)["global_crop_size"], masks)
+    index = {arm.name: k for k, arm in enumerate(arms)}
+
+    def job(arm: Arm, parent: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+        if arm.init_from and parent is None:  # the parent arm is not in this selection: its record on disk
             parent = read_record(run.arm_dir(Arm(arm.init_from, "")))
-        records[arm.name] = run_arm(run, arm, parent, masks, log)
-    bar.close()
-    return records
+        lines: list[str] = []  # a worker's lines are logged here once it has finished
+        return run_arm(run, arm, parent, masks, lines.append if workers > 1 else log), lines
+
+    done = map_jobs(job, list(arms), workers, names=[a.name for a in arms], log=log if workers > 1 else None,
+                    after=[index.get(a.init_from) if a.init_from else None for a in arms], device=run.device)
+    for _, lines in done:
+        for line in lines:
+            log(line)
+    return {arm.name: record for arm, (record, _) in zip(arms, done, strict=True)}
 
 
 def probe_references(run: ArmRun, base: dict[str, Any], supervised: str = "", log: Callable[[str], None] = print
@@ -468,11 +489,14 @@ def probe_references(run: ArmRun, base: dict[str, Any], supervised: str = "", lo
     sources = {"random": base["backbone_init"], "pixels": PIXELS_SOURCE}
     if supervised:
         sources["supervised"] = supervised
-    patch = run.base["patch_size"]
-    rows = {}
-    for name, path in sources.items():
-        rows[name] = probe_encoder(path, run.manifest, base["probe_size"], run.probe, run.cache_dir, patch)
-        log(f"{name}: " + ", ".join(f"{k} {v['value']:.3f}" for k, v in rows[name].items()))
+    from raddino_lib.parallel import map_jobs
+
+    patch, names = run.base["patch_size"], list(sources)
+    done = map_jobs(lambda name: probe_encoder(sources[name], run.manifest, base["probe_size"], run.probe,
+                                               run.cache_dir, patch), names, names=names, log=None, device=run.device)
+    rows = dict(zip(names, done, strict=True))
+    for name, row in rows.items():
+        log(f"{name}: " + ", ".join(f"{k} {v['value']:.3f}" for k, v in row.items()))
     return rows
 
 
