@@ -98,6 +98,30 @@ def test_both_heads_and_the_pixel_floor_share_one_table(toy):
     assert list(cls.table) == ["pixels", "ssl"] and cls.table["pixels"]["cls_macro_auroc"]["value"] is not None
 
 
+def test_segmentation_rows_side_by_side_equal_rows_in_turn(toy, monkeypatch):
+    manifest, encoders, root = toy
+    tables = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("RADDINO_WORKERS", workers)
+        res = compare_segmentation(encoders, manifest, root / "cache", 32, epochs=2, n_boot=5, keep_predictions=2,
+                                   heads=("linear", "upernet"), upernet_epochs=1, log=lambda s: None)
+        tables[workers] = res
+    assert tables["1"].table == tables["2"].table  # every row on one thread either way: equal to the last bit
+    for head in ("linear", "upernet"):
+        for row in encoders:
+            np.testing.assert_array_equal(tables["1"].predictions[head][row], tables["2"].predictions[head][row])
+
+
+def test_classification_rows_side_by_side_equal_rows_in_turn(toy, monkeypatch):
+    manifest, encoders, root = toy
+    out = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("RADDINO_WORKERS", workers)
+        out[workers] = compare_classification(encoders, manifest, root / "cache", 32, n_boot=5, log=lambda s: None)
+    assert out["1"].table == out["2"].table and out["1"].skipped == out["2"].skipped
+    assert out["1"].per_label.equals(out["2"].per_label)
+
+
 def test_the_reading_follows_the_intervals():
     from raddino_lib.probe.compare import describe
 

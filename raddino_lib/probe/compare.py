@@ -17,6 +17,8 @@ import pandas as pd
 
 from raddino_lib.data.masks import is_finding, load_masks, mask_structures
 from raddino_lib.data.schema import FINDINGS, label_column
+from raddino_lib.device import resolve_device
+from raddino_lib.parallel import map_jobs
 from raddino_lib.probe.bootstrap import Estimate, patient_bootstrap
 from raddino_lib.probe.classification import DEFAULT_CS, linear_probe
 from raddino_lib.probe.features import N_LAYERS, FeatureSet, extract_features
@@ -207,20 +209,30 @@ def compare_classification(encoders: Mapping[str, str], manifest: str, cache_dir
     labels, splits, pids = label_matrix(df, names), df["split"].to_numpy(), df["patient_id"].to_numpy()
     table, rows, skipped = {}, [], {}
     pixel_cfg = floor_config(encoders)
-    for enc, path in encoders.items():
-        fs = encoder_features(path, manifest, cache_dir, image_size, batch_size, device, num_workers, keep_grid,
-                              n_images=len(df), pixel_cfg=pixel_cfg)
-        table[enc] = {}
+
+    def job(enc: str) -> tuple[dict, list[pd.DataFrame], dict]:
+        """Every probe of one encoder: (table cells, per-label frames, skipped findings)."""
+        fs = encoder_features(encoders[enc], manifest, cache_dir, image_size, batch_size, device, num_workers,
+                              keep_grid, n_images=len(df), pixel_cfg=pixel_cfg)
+        cells, frames, skipped = {}, [], {}
         for probe, (kind, feats) in CLASSIFICATION_PROBES.items():
             x = fs.features(feats)
             res = (linear_probe(x, labels, splits, pids, names, cs, n_boot, seed) if kind == "linear"
                    else knn_probe(x, labels, splits, pids, names, n_boot=n_boot, seed=seed))
-            table[enc][f"{probe}_macro_auroc"] = estimate_cell(res.macro_auroc)
-            table[enc][f"{probe}_macro_auprc"] = estimate_cell(res.macro_auprc)
-            rows.append(res.per_label.assign(encoder=enc, probe=probe))
+            cells[f"{probe}_macro_auroc"] = estimate_cell(res.macro_auroc)
+            cells[f"{probe}_macro_auprc"] = estimate_cell(res.macro_auprc)
+            frames.append(res.per_label.assign(encoder=enc, probe=probe))
             skipped = res.skipped
-        log(f"{enc}: cls macro AUROC {table[enc]['cls_macro_auroc']['value']:.3f}, "
-            f"kNN {table[enc]['knn_macro_auroc']['value']:.3f}")
+        return cells, frames, skipped
+
+    # every encoder is an independent job: on a CPU they run side by side, one core each
+    order = list(encoders)
+    done = map_jobs(job, order, names=order, log=None, device=resolve_device(device))
+    for enc, (cells, frames, skipped_here) in zip(order, done, strict=True):
+        table[enc], skipped = cells, skipped_here  # the same findings are skipped for every encoder
+        rows.extend(frames)
+        log(f"{enc}: cls macro AUROC {cells['cls_macro_auroc']['value']:.3f}, "
+            f"kNN {cells['knn_macro_auroc']['value']:.3f}")
     front = ["encoder", "probe", "finding"]
     per_label = pd.concat(rows, ignore_index=True)
     return ClassificationComparison(table, per_label[front + [c for c in per_label if c not in front]], skipped)
@@ -276,23 +288,33 @@ def compare_segmentation(encoders: Mapping[str, str], manifest: str, cache_dir: 
     pixel_cfg = floor_config(encoders)
     result = SegmentationComparison({}, {h: {} for h in heads}, names, np.zeros(0), np.zeros(0),
                                     {h: {} for h in heads}, list(heads))
-    for enc, path in encoders.items():
-        fs = encoder_features(path, manifest, cache_dir, image_size, batch_size, device, num_workers,
+
+    def job(enc: str) -> dict[str, tuple[dict, pd.DataFrame, np.ndarray | None, float]]:
+        """Every head on one encoder's frozen tokens: head -> (table cells, per-structure table, predictions,
+        mean Dice)."""
+        fs = encoder_features(encoders[enc], manifest, cache_dir, image_size, batch_size, device, num_workers,
                               keep_grid=True, keep_layers="upernet" in heads, pixel_cfg=pixel_cfg)
-        result.table[enc] = {}
+        out = {}
         for head in heads:
             cfg = SegConfig(epochs=upernet_epochs or epochs if head == "upernet" else epochs, head=head, seed=seed,
                             device=device)
             tokens = fs.layers if head == "upernet" else fs.grid
             res = segmentation_probe(tokens, masks, splits, pids, names, cfg, n_boot, seed, keep_predictions)
-            sfx = HEAD_SUFFIX[head]
             cells = {"dice_mean": estimate_cell(res.dice_mean), **group_means(res, names, pids, n_boot, seed)}
             cells.update({f"dice_{r.structure}": metric(r.dice, r.dice_ci_low, r.dice_ci_high)
                           for r in res.table.itertuples()})
-            result.table[enc].update({k + sfx: v for k, v in cells.items()})
-            result.per_structure[head][enc], result.predictions[head][enc] = res.table, res.predictions
-            log(f"{enc} ({head}): mean Dice {res.dice_mean.value:.3f}")
-        del fs
+            out[head] = (cells, res.table, res.predictions, res.dice_mean.value)
+        return out
+
+    # every encoder is an independent job: on a CPU they run side by side, one core each
+    rows = list(encoders)
+    done = map_jobs(job, rows, names=rows, log=None, device=resolve_device(device))
+    for enc, per_head in zip(rows, done, strict=True):
+        result.table[enc] = {}
+        for head, (cells, table, predictions, mean) in per_head.items():
+            result.table[enc].update({k + HEAD_SUFFIX[head]: v for k, v in cells.items()})
+            result.per_structure[head][enc], result.predictions[head][enc] = table, predictions
+            log(f"{enc} ({head}): mean Dice {mean:.3f}")
     test = np.flatnonzero(splits == "test")[:keep_predictions]
     result.images, result.truth = images[test], masks[test]
     return result
