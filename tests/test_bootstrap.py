@@ -47,3 +47,17 @@ def test_undefined_resamples_are_skipped_and_counted():
 def test_length_mismatch_is_reported():
     with pytest.raises(ValueError, match="patient_ids has 3"):
         patient_bootstrap(_mean, [np.zeros(4)], np.arange(3))
+
+
+def test_each_resample_takes_every_image_of_each_drawn_patient_in_draw_order():
+    rng = np.random.default_rng(1)
+    pids = rng.integers(0, 70, 150)
+    flags = np.arange(150)
+    seen = []
+    patient_bootstrap(lambda a: seen.append(a.copy()) or 0.0, [flags], pids, n_boot=20, seed=3)
+    unique, inverse = np.unique(pids, return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(unique))]  # images of each patient, by hand
+    draws = np.random.default_rng(3)
+    for resample in seen[1:]:  # seen[0] is the full set
+        drawn = draws.integers(0, len(unique), size=len(unique))
+        np.testing.assert_array_equal(resample, np.concatenate([members[k] for k in drawn]))

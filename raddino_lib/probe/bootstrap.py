@@ -48,12 +48,15 @@ def patient_bootstrap(
         raise ValueError(f"patient_bootstrap: arrays have lengths {[len(a) for a in arrays]}, patient_ids has {n}")
     value = float(metric(*arrays))
     unique, inverse = np.unique(pids, return_inverse=True)
-    members = [np.flatnonzero(inverse == k) for k in range(len(unique))]  # images of each patient
+    # images of patient k: order[start[k] : start[k] + count[k]], in image order (a stable sort)
+    order = np.argsort(inverse, kind="stable")
+    count = np.bincount(inverse, minlength=len(unique))
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
     rng = np.random.default_rng(seed)
     stats = []
     for _ in range(n_boot):
         drawn = rng.integers(0, len(unique), size=len(unique))
-        idx = np.concatenate([members[k] for k in drawn])
+        idx = order[_members(start[drawn], count[drawn])]  # every image of each drawn patient, in draw order
         try:
             stats.append(float(metric(*(a[idx] for a in arrays))))
         except ValueError:
@@ -63,3 +66,10 @@ def patient_bootstrap(
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
     return Estimate(value, float(lo), float(hi), len(stats))
+
+
+def _members(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenated ranges [starts[i], starts[i] + counts[i]) (a vectorised ``np.concatenate`` of ``arange``s)."""
+    total = int(counts.sum())
+    ends = np.cumsum(counts)
+    return np.repeat(starts - (ends - counts), counts) + np.arange(total)
