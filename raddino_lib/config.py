@@ -42,6 +42,9 @@ class Profile:
     name: str
     description: str
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # section -> notebook parameters
+    # notebook -> seconds it took in the profile's recorded run (2 CPU cores): the estimate shown before a notebook
+    # runs in a folder that has no timing of its own yet
+    recorded_s: dict[str, float] = field(default_factory=dict)
 
     def params(self, section: str) -> dict[str, Any]:
         """A copy of one notebook's parameters (safe to update)."""
@@ -98,6 +101,10 @@ SMOKE = Profile(
                     "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 32, "n_boot": 20,
                     "cnn_epochs": 1, "seg_epochs": 1, "seed": 0},
     },
+    recorded_s={"00_phantoms_tour": 36, "01_pretrain_rad_dino": 48, "02_language_supervised": 26,
+                "03_classification_probe": 41, "04_segmentation_probe": 35, "05_attention_maps": 26,
+                "06_metadata_correlation": 31, "07_report_generation": 41, "08_scaling_and_ablations": 41,
+                "09_ct_phantoms_tour": 24, "10_colipri_3d": 27},
 )
 
 CPU = Profile(
@@ -130,6 +137,10 @@ CPU = Profile(
                     "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 160,
                     "n_boot": 200, "cnn_epochs": 6, "seg_epochs": 1, "seed": 0},
     },
+    recorded_s={"00_phantoms_tour": 133, "01_pretrain_rad_dino": 364, "02_language_supervised": 188,
+                "03_classification_probe": 262, "04_segmentation_probe": 343, "05_attention_maps": 43,
+                "06_metadata_correlation": 62, "07_report_generation": 471, "08_scaling_and_ablations": 521,
+                "09_ct_phantoms_tour": 45, "10_colipri_3d": 462},
 )
 
 GPU = Profile(

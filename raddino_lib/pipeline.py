@@ -161,6 +161,15 @@ def last_wall_time(nb_out: Path) -> float | None:
     return json.loads(done.read_text()).get("wall_time_s") if done.is_file() else None
 
 
+def expected_time(last: float | None, recorded: float | None) -> str:
+    """What a notebook is expected to take: its last time in this run folder, else the profile's recorded run."""
+    if last:
+        return f" (took {last:.0f} s last time)"
+    if recorded:
+        return f" (about {recorded:.0f} s in the profile's recorded run on 2 CPU cores)"
+    return ""
+
+
 def selected(options: RunOptions, section: str, name: str) -> bool:
     return not options.only or section in options.only or name in options.only
 
@@ -171,6 +180,7 @@ def run_pipeline(options: RunOptions, log: Callable[[str], None] = print) -> dic
     artifacts: dict[str, str] = {}
     timings: dict[str, float] = {}
     total = len(NOTEBOOKS)
+    estimates = get_profile(options.profile).recorded_s
     for k, (section, name) in enumerate(NOTEBOOKS, start=1):
         nb_out = options.out / name
         params = notebook_parameters(options, section, nb_out, artifacts)
@@ -181,8 +191,7 @@ def run_pipeline(options: RunOptions, log: Callable[[str], None] = print) -> dic
             recorded = last_wall_time(nb_out)
             timings[name] = float("nan") if recorded is None else recorded
         else:
-            before = last_wall_time(nb_out)
-            log(f"[{k}/{total}] {name}: running ..." + (f" (took {before:.0f} s last time)" if before else ""))
+            log(f"[{k}/{total}] {name}: running ..." + expected_time(last_wall_time(nb_out), estimates.get(name)))
             timings[name] = execute_notebook(name, params, nb_out, options)
             log(f"[{k}/{total}] {name}: done in {timings[name]:.0f} s")
         artifacts.update(read_results(nb_out).get("artifacts", {}))

@@ -11,8 +11,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from raddino_lib.config import NOTEBOOKS
-from raddino_lib.pipeline import PipelineError, RunOptions, notebook_parameters, parse_overrides, run_pipeline
+from raddino_lib.config import NOTEBOOKS, PROFILES
+from raddino_lib.pipeline import (
+    PipelineError,
+    RunOptions,
+    expected_time,
+    notebook_parameters,
+    parse_overrides,
+    run_pipeline,
+)
 
 ARTIFACTS = {"phantoms": {"manifest": "data/manifest.csv"},
              "pretrain": {"backbone": "ssl.safetensors", "backbone_init": "init.safetensors"},
@@ -83,6 +90,21 @@ def test_resume_skips_complete_notebooks_and_reruns_changed_ones(options):
     rerun = [line for line in lines if "running" in line]
     assert len(rerun) == 1 and rerun[0].startswith(f"[5/{len(NOTEBOOKS)}] 04_segmentation_probe: running ...")
     assert "last time)" in rerun[0]  # it ran before: the log says how long it took then
+
+
+def test_the_estimate_before_a_notebook_prefers_this_folders_time_to_the_recorded_run():
+    assert expected_time(None, None) == ""
+    assert expected_time(None, 363.6) == " (about 364 s in the profile's recorded run on 2 CPU cores)"
+    assert expected_time(120.0, 363.6) == " (took 120 s last time)"
+
+
+def test_recorded_times_name_real_notebooks_and_cover_the_laptop_profiles():
+    names = {name for _, name in NOTEBOOKS}
+    for profile in PROFILES.values():
+        assert set(profile.recorded_s) <= names, profile.name
+        assert all(s > 0 for s in profile.recorded_s.values()), profile.name
+    for name in ("smoke", "cpu"):  # the profiles a person runs on a laptop show an estimate from a fresh clone
+        assert set(PROFILES[name].recorded_s) == names, name
 
 
 def test_failure_names_notebook_and_cell_and_keeps_partial_output(options):
