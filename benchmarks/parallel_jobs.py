@@ -9,7 +9,7 @@ independent jobs. For each loop of ``train_loops.py`` this measures, in one run:
 and reports ``ratio`` = side_by_side_s / in_turn_s (below 1: side by side is faster). Model setup is inside
 each job in both modes. Writes ``benchmarks/results/parallel_jobs_cpu.json``.
 
-    python benchmarks/parallel_jobs.py [--loops report_decoder,colipri_3d] [--jobs 2] [--steps 10]
+    python benchmarks/parallel_jobs.py [--loops report_decoder,colipri_3d] [--jobs 2] [--steps 40]
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ def run_job(name: str, steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loops", default="report_decoder,colipri_3d,clip,seg_upernet",
+    parser.add_argument("--loops", default="report_decoder,colipri_3d,seg_upernet,seg_linear,extract",
                         help=f"comma-separated, from {list(LOOPS)}")
     parser.add_argument("--jobs", type=int, default=0, help="jobs per loop (0: one per core)")
-    parser.add_argument("--steps", type=int, default=10, help="steps per job")
+    parser.add_argument("--steps", type=int, default=40, help="steps per job")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     names = [n for n in args.loops.split(",") if n]
