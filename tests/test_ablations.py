@@ -218,3 +218,20 @@ def test_auto_device_is_resolved_for_pretraining_and_probes(tmp_path):
     run = A.ArmRun(tmp_path, "m.csv", TINY, A.ProbeSettings(device="auto"), device="auto")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert run.device == expected and run.probe.device == expected
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_arm_that_starts_from_another_gets_that_arms_record(phantoms, tmp_path, monkeypatch, workers):
+    def fake_run_arm(run, arm, parent=None, masks=None, log=print):
+        seen_parent = parent["name"] if parent else None
+        log(f"{arm.name} from {seen_parent}")
+        return {"name": arm.name, "parent": seen_parent}
+
+    monkeypatch.setattr(A, "run_arm", fake_run_arm)  # the forked workers inherit the stand-in
+    run = A.ArmRun(tmp_path, phantoms, TINY)
+    arms = A.build_arms(TINY, [8, 16], [2], groups=["initialisation"])
+    lines: list[str] = []
+    records = A.run_arms(run, arms, log=lines.append, workers=workers)
+    assert [a.init_from for a in arms] == ["", "", "other_family"]
+    assert records["continual"]["parent"] == "other_family" and records["base"]["parent"] is None
+    assert "continual from other_family" in lines

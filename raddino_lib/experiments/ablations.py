@@ -467,7 +467,9 @@ def run_arms(run: ArmRun, arms: Sequence[Arm], log: Callable[[str], None] = prin
             _masks_at(run.manifest, arm.probe_size or run.config(arm)["global_crop_size"], masks)
     index = {arm.name: k for k, arm in enumerate(arms)}
 
-    def job(arm: Arm, parent: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+    def job(arm: Arm, parent_done: tuple[dict[str, Any], list[str]] | None = None
+            ) -> tuple[dict[str, Any], list[str]]:
+        parent = parent_done[0] if parent_done else None  # the parent arm's (record, lines) in this selection
         if arm.init_from and parent is None:  # the parent arm is not in this selection: its record on disk
             parent = read_record(run.arm_dir(Arm(arm.init_from, "")))
         lines: list[str] = []  # a worker's lines are logged here once it has finished
