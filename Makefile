@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python benchmarks/extract.py
 	$(BIN)/python benchmarks/pretrain_step.py
 	$(BIN)/python benchmarks/train_loops.py
+	$(BIN)/python benchmarks/parallel_jobs.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,9 +1,10 @@
 """Independent CPU jobs side by side, one core each.
 
 The cpu profile trains many small models one after another: report decoders (notebook 07), pretraining arms
-(notebook 08), COLIPRI arms (notebook 10). Models this small use a second core poorly: a 2-layer GPT-2 decoder
-step takes 0.26 s on one thread and 0.18 s on two, a 20-step pretraining arm 0.85 and 0.60 s a step. Two jobs at
-once, one thread each, finish the pair in about three quarters of the time of running them in turn on two threads.
+(notebook 08), COLIPRI arms (notebook 10), probe heads per encoder (notebooks 03, 04). Models this small use a
+second core poorly: a 20-step pretraining arm of notebook 08 took 0.60 s a step on two threads and 0.85 s on
+one. Two such jobs at once, one thread each, finish in 0.74 of the time they take in turn on two threads; for
+the report decoder and the COLIPRI step the ratio is 0.82 (``benchmarks/parallel_jobs.py``).
 
 Every job runs on one thread whether it runs in a worker process or in this one, so its numbers do not depend
 on how many jobs ran beside it, nor on the machine's core count (``test_parallel``). Jobs must seed themselves:
