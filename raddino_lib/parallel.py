@@ -90,7 +90,8 @@ def map_jobs(fn: Callable[..., R], jobs: Sequence[T], workers: int = 0, names: S
     label them).
 
     after: per job, the index of an earlier job it needs (None: none). Such a job starts once that one has finished
-    and is called ``fn(job, result_of_that_job)``; the jobs others wait for start first.
+    and is called ``fn(job, result_of_that_job)``; the jobs others wait for start first, and a job whose parent
+    has finished starts before the jobs not started yet.
     """
     n = len(jobs)
     after = list(after) if after is not None else [None] * n
@@ -114,23 +115,27 @@ def map_jobs(fn: Callable[..., R], jobs: Sequence[T], workers: int = 0, names: S
                 log(f"{names[k]}: done in {seconds:.0f} s")
         return results
     waited_for = {a for a in after if a is not None}
+    # a job is handed to a worker only when one is free, so a job whose parent has just finished goes next
     ready = sorted((k for k in range(n) if after[k] is None), key=lambda k: (k not in waited_for, k))
     global _WORK
     _WORK = (fn, jobs)  # set before the first submit: the pool forks its workers then
-    with ProcessPoolExecutor(min(workers, n), mp_context=mp.get_context("fork")) as pool:
-        running = {pool.submit(_run_index, k, pickle.dumps(())): k for k in ready}
+    workers = min(workers, n)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+        running: dict[Any, int] = {}
         try:
-            while running:
+            while ready or running:
+                while ready and len(running) < workers:
+                    k = ready.pop(0)
+                    running[pool.submit(_run_index, k, pickle.dumps(previous(k)))] = k
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     k = running.pop(future)
                     results[k], seconds = pickle.loads(future.result())
                     if log:
                         log(f"{names[k]}: done in {seconds:.0f} s ({workers} side by side, one core each)")
-                    for j in (j for j in range(n) if after[j] == k):
-                        running[pool.submit(_run_index, j, pickle.dumps(previous(j)))] = j
+                    ready[:0] = [j for j in range(n) if after[j] == k]  # ahead of the jobs still waiting
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # the jobs not started yet do not start
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
             _WORK = None

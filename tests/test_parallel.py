@@ -90,3 +90,18 @@ def test_a_job_that_waits_for_another_gets_its_result_in_turn_and_side_by_side()
     assert map_jobs(_add_to_previous, [1, 2, 3, 4, 5], workers=2, after=after, log=None) == expected
     with pytest.raises(ValueError, match="a job can only wait for an earlier one"):
         map_jobs(_add_to_previous, [1, 2], after=[1, None], log=None)
+
+
+def _start_time(job: tuple[int, float], previous=None) -> float:
+    import time
+
+    started = time.time()
+    time.sleep(job[1])
+    return started
+
+
+def test_a_job_whose_parent_finished_starts_before_the_jobs_still_waiting():
+    # two workers: jobs 0 and 1 start; 0 ends first, and its dependent job 3 takes the free worker before job 2
+    jobs = [(0, 0.1), (1, 0.8), (2, 0.1), (3, 0.1)]
+    starts = map_jobs(_start_time, jobs, workers=2, after=[None, None, None, 0], log=None)
+    assert starts[3] < starts[2]
