@@ -33,12 +33,10 @@ smoke: setup
 
 # Two pytest workers on two cores: one thread each, or BLAS threads fight over the cores. Whole files go to one
 # worker (--dist loadfile): the smoke pipeline's tests then share one worker and one pipeline run (with pytest 9.2
-# and pytest-xdist 3.8, --dist loadgroup split the xdist_group tests over both workers). The notebooks' jobs run in
-# turn (RADDINO_WORKERS=1): both cores are already busy with the two pytest workers; the tests that compare jobs in
-# turn and side by side set their worker count themselves.
+# and pytest-xdist 3.8, --dist loadgroup split the xdist_group tests over both workers).
 test: setup
 	$(BIN)/ruff check raddino_lib tests benchmarks
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 RADDINO_WORKERS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 lint: setup
 	$(BIN)/ruff check raddino_lib tests benchmarks
