@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from train_loops import LOOPS
+from train_loops import LOOPS, loop_names
 
 from raddino_lib.atomic import write_json
 from raddino_lib.parallel import cpu_workers, map_jobs
@@ -43,10 +43,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="steps per job")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
-    names = [n for n in args.loops.split(",") if n]
-    unknown = sorted(set(names) - set(LOOPS))
-    if unknown:
-        parser.error(f"unknown loops {unknown}; choose from {list(LOOPS)}")
+    names = loop_names(parser, args.loops)
     workers = cpu_workers(1 << 10)
     n_jobs = args.jobs or workers
     results = {}

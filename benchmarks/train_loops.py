@@ -123,6 +123,15 @@ LOOPS = {"clip": clip_loop, "seg_linear": lambda: seg_loop("linear"), "seg_upern
          "report_decoder": report_decoder_loop, "extract": extract_loop, "colipri_3d": colipri_loop}
 
 
+def loop_names(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """The loops named in a comma-separated ``--loops`` value; an unknown name is a usage error."""
+    names = [n for n in text.split(",") if n]
+    unknown = sorted(set(names) - set(LOOPS))
+    if unknown:
+        parser.error(f"unknown loops {unknown}; choose from {list(LOOPS)}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loops", default=",".join(LOOPS), help=f"comma-separated, from {list(LOOPS)}")
@@ -130,10 +139,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
-    names = [n for n in args.loops.split(",") if n]
-    unknown = sorted(set(names) - set(LOOPS))
-    if unknown:
-        parser.error(f"unknown loops {unknown}; choose from {list(LOOPS)}")
+    names = loop_names(parser, args.loops)
     device = torch.device("cpu")
     results = {}
     for name in names:
