@@ -35,8 +35,12 @@ def cpu_workers(n_jobs: int, device: str | torch.device = "cpu") -> int:
     """
     if str(device) != "cpu" or "fork" not in mp.get_all_start_methods() or n_jobs < 2 or _IN_WORKER:
         return 1
-    cores = int(os.environ.get("RADDINO_WORKERS") or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                                      else os.cpu_count() or 1))
+    asked = os.environ.get("RADDINO_WORKERS", "").strip()
+    if asked and not (asked.isdigit() and int(asked) >= 1):
+        raise ValueError(f"RADDINO_WORKERS={asked!r}: give a whole number of worker processes, 1 or more "
+                         "(1 runs the jobs in turn)")
+    cores = int(asked) if asked else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                      else os.cpu_count() or 1)
     return max(1, min(n_jobs, cores))
 
 

@@ -58,6 +58,11 @@ def test_worker_count_follows_jobs_cores_device_and_the_environment(monkeypatch)
     assert cpu_workers(5, device="cuda") == 1  # a GPU runs its jobs in turn
     monkeypatch.setenv("RADDINO_WORKERS", "1")
     assert cpu_workers(5) == 1
+    for bad in ("two", "0", "-1"):
+        monkeypatch.setenv("RADDINO_WORKERS", bad)
+        with pytest.raises(ValueError, match="RADDINO_WORKERS=.*whole number"):
+            cpu_workers(5)
+    monkeypatch.setenv("RADDINO_WORKERS", "1")
     assert map_jobs(_train_a_little, [0], device="cuda", log=None)[0][1] == torch.get_num_threads()  # no limit
     with pytest.raises(ValueError, match="2 names and 3 dependencies for 3 jobs"):
         map_jobs(_fail_on_two, [1, 3, 4], names=["a", "b"], log=None)
