@@ -15,11 +15,8 @@ is already near the ceiling, the phantoms cannot tell encoders apart.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
-import os
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +30,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from raddino_lib.data.schema import FINDINGS, label_column
+from raddino_lib.parallel import map_jobs
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Penalty grids, chosen on val, as the probes of notebooks 03 (findings) and 06 (sex, age) do.
@@ -162,7 +160,7 @@ class ReferenceCNN(nn.Module):
 def _cnn_predictions(images, labels, male, age, split, epochs, seed, device) -> tuple[np.ndarray, ...]:
     """Two CNNs trained on train + val, predicting test: one on the findings (multi-label BCE), one on the
     patient (sex BCE + standardised age MSE). One network for everything learns the findings markedly worse.
-    On a CPU with two cores or more the two train side by side, one core each.
+    On a CPU the two train side by side, one core each (``parallel.map_jobs``).
 
     Rare findings get a larger positive weight (square root of the negative/positive ratio, at most 6), as is
     usual for multi-label chest X-ray classifiers.
@@ -172,19 +170,11 @@ def _cnn_predictions(images, labels, male, age, split, epochs, seed, device) -> 
     weight = np.sqrt(np.clip((fit.sum() - positives) / np.maximum(positives, 1.0), 1.0, 36.0)).astype(np.float32)
     age_mean, age_sd = float(age[fit].mean()), float(age[fit].std() + 1e-6)
     patient = np.stack([male, (age - age_mean) / age_sd], axis=1).astype(np.float32)  # (N, 2)
-    jobs = [(images, labels, fit, epochs, seed, device, weight, False),
-            (images, patient, fit, epochs, seed, device, None, True)]
-    if device == "cpu" and (os.cpu_count() or 1) > 1 and "fork" in mp.get_all_start_methods():
-        with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:  # one core each, same results
-            findings, out = pool.map(_train_cnn_job, jobs)
-    else:
-        findings, out = (_train_cnn_job(job) for job in jobs)
+    jobs = [(labels, weight, False), (patient, None, True)]
+    findings, out = map_jobs(lambda job: _train_cnn(images, job[0], fit, epochs, seed, device, pos_weight=job[1],
+                                                    regression_last=job[2]),
+                             jobs, names=["findings CNN", "patient CNN"], log=None, device=device)
     return findings, out[:, 0], out[:, 1] * age_sd + age_mean
-
-
-def _train_cnn_job(job: tuple) -> np.ndarray:
-    torch.set_num_threads(1)
-    return _train_cnn(*job[:6], pos_weight=job[6], regression_last=job[7])
 
 
 def _train_cnn(images: torch.Tensor, targets: np.ndarray, fit: np.ndarray, epochs: int, seed: int, device: str,
