@@ -64,7 +64,7 @@ def test_worker_count_follows_jobs_cores_device_and_the_environment(monkeypatch)
             cpu_workers(5)
     monkeypatch.setenv("RADDINO_WORKERS", "1")
     assert map_jobs(_train_a_little, [0], device="cuda", log=None)[0][1] == torch.get_num_threads()  # no limit
-    with pytest.raises(ValueError, match="2 names and 3 dependencies for 3 jobs"):
+    with pytest.raises(ValueError, match="2 names, 3 dependencies and 3 costs for 3 jobs"):
         map_jobs(_fail_on_two, [1, 3, 4], names=["a", "b"], log=None)
 
 
@@ -110,3 +110,16 @@ def test_a_job_whose_parent_finished_starts_before_the_jobs_still_waiting():
     jobs = [(0, 0.1), (1, 0.8), (2, 0.1), (3, 0.1)]
     starts = map_jobs(_start_time, jobs, workers=2, after=[None, None, None, 0], log=None)
     assert starts[3] < starts[2]
+
+
+def test_with_costs_the_longest_jobs_start_first_and_results_keep_the_jobs_order():
+    # two workers, sleeps of 0.1, 0.1 and 0.6 s: in the given order the long job starts only when a short one ends
+    # (0.7 s in all); longest first it starts at once and the two short ones share the other worker (0.6 s)
+    jobs = [(0, 0.1), (1, 0.1), (2, 0.6)]
+    starts = map_jobs(_start_time, jobs, workers=2, cost=[0.1, 0.1, 0.6], log=None)
+    assert starts[2] < starts[0] < starts[1]  # longest first, then ties in the given order
+    assert starts[1] - starts[2] >= 0.09  # the second short job waited for the first one's worker
+    in_turn = map_jobs(_add_to_previous, [1, 2, 3], workers=1, cost=[1, 5, 3], log=None)
+    assert in_turn == map_jobs(_add_to_previous, [1, 2, 3], workers=2, cost=[1, 5, 3], log=None) == [1, 2, 3]
+    with pytest.raises(ValueError, match="2 costs for 3 jobs"):
+        map_jobs(_add_to_previous, [1, 2, 3], cost=[1, 2], log=None)
