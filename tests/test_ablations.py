@@ -12,6 +12,7 @@ from raddino_lib import claims
 from raddino_lib.data.manifest import read_manifest
 from raddino_lib.data.phantoms import generate
 from raddino_lib.experiments import ablations as A
+from raddino_lib.probe.pixels import PIXELS_SOURCE
 from raddino_lib.results import metric, write_results
 from raddino_lib.summary import WIDE_TABLE, notebook_table, render_markdown
 
@@ -235,3 +236,32 @@ def test_an_arm_that_starts_from_another_gets_that_arms_record(phantoms, tmp_pat
     assert [a.init_from for a in arms] == ["", "", "other_family"]
     assert records["continual"]["parent"] == "other_family" and records["base"]["parent"] is None
     assert "continual from other_family" in lines
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_grid_probes_the_references_on_the_base_arms_random_init_in_the_same_pool(phantoms, tmp_path,
+                                                                                      monkeypatch, workers):
+    def fake_run_arm(run, arm, parent=None, masks=None, log=print):
+        return {"name": arm.name, "backbone_init": f"{arm.name}_init.safetensors", "probe_size": 32}
+
+    def fake_probe(path, manifest, image_size, settings, cache_dir=None, patch_size=8, masks=None):
+        return {"probed": {"value": 0.5, "source": f"{path}@{image_size}/{patch_size}"}}
+
+    monkeypatch.setattr(A, "run_arm", fake_run_arm)  # the forked workers inherit the stand-ins
+    monkeypatch.setattr(A, "probe_encoder", fake_probe)
+    run = A.ArmRun(tmp_path, phantoms, TINY)
+    arms = A.build_arms(TINY, [8, 16], [2], groups=["data size"])
+    records, references = A.run_grid(run, arms, "sup.safetensors", log=lambda _: None, workers=workers)
+    assert list(records) == ["base", "images_8"]
+    assert {k: v["probed"]["source"] for k, v in references.items()} == {
+        "random": "base_init.safetensors@32/8", "pixels": f"{PIXELS_SOURCE}@32/8", "supervised": "sup.safetensors@32/8"}
+    assert references == A.probe_references(run, records["base"], "sup.safetensors", log=lambda _: None)
+    assert A.run_arms(run, arms, workers=workers) == records  # the arms alone, no reference probed
+
+    # without the base arm in the selection, its record comes from disk; with none there, a clear error
+    with pytest.raises(ValueError, match="the floor and ceiling rows need the base arm"):
+        A.run_grid(run, arms[1:], log=lambda _: None, workers=workers)
+    (run.arm_dir(arms[0])).mkdir(parents=True)
+    (run.arm_dir(arms[0]) / A.RECORD_NAME).write_text(json.dumps(records["base"]))
+    _, from_disk = A.run_grid(run, arms[1:], log=lambda _: None, workers=workers)
+    assert from_disk == {k: v for k, v in references.items() if k != "supervised"}

@@ -450,49 +450,82 @@ def _stale_pretraining(out: Path, digest: str) -> bool:
     return path.is_file() and json.loads(path.read_text()).get("digest") != digest
 
 
+# a probe (classification, segmentation, age) costs about as much as this many pretraining steps of the cpu grid's
+# base (35 s against 0.85 s a step): the arms' relative costs, for handing out the longest jobs first
+PROBE_COST_STEPS = 35
+
+
 def run_arms(run: ArmRun, arms: Sequence[Arm], log: Callable[[str], None] = print, workers: int = 0
              ) -> dict[str, dict[str, Any]]:
-    """Run (or skip) every arm; arm name -> record, in the arms' order.
+    """Run (or skip) every arm; arm name -> record, in the arms' order (``run_grid`` without the references)."""
+    return run_grid(run, arms, log=log, workers=workers, references=False)[0]
 
-    On a CPU the arms run side by side, one core each (``parallel.map_jobs``); an arm that starts from another
-    (``init_from``) starts when that one has finished. Each arm seeds itself, so its record does not depend on
-    which arms ran beside it. Side by side, ``log`` gets a line as each arm finishes, then every arm's own lines.
+
+def run_grid(run: ArmRun, arms: Sequence[Arm], supervised: str = "", log: Callable[[str], None] = print,
+             workers: int = 0, references: bool = True
+             ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
+    """Run (or skip) every arm, and probe the floor and ceiling rows (``probe_references``) in the same pool:
+    (arm name -> record in the arms' order, reference name -> metric -> cell).
+
+    On a CPU the jobs run side by side, one core each (``parallel.map_jobs``), longest first. An arm that starts
+    from another (``init_from``) starts when that one has finished; the references start when the base has
+    (its random init is a floor), or at once when the base is not in ``arms`` (its record is read from disk).
+    Each job seeds itself, so no result depends on what ran beside it. Side by side, ``log`` gets a line as each
+    job finishes, then every arm's own lines.
     """
     from raddino_lib.parallel import cpu_workers, map_jobs
 
-    workers = (workers or cpu_workers(len(arms))) if run.device == "cpu" else 1
+    ref_names = list(_reference_sources(run, {"backbone_init": ""}, supervised)) if references else []
+    workers = (workers or cpu_workers(len(arms) + len(ref_names))) if run.device == "cpu" else 1
     masks: dict = {}
     if workers > 1:  # load the masks once, here: the workers inherit them
         for arm in arms:
             _masks_at(run.manifest, arm.probe_size or run.config(arm)["global_crop_size"], masks)
     index = {arm.name: k for k, arm in enumerate(arms)}
 
-    def job(arm: Arm, parent_done: tuple[dict[str, Any], list[str]] | None = None
+    def job(item: Arm | str, parent_done: tuple[dict[str, Any], list[str]] | None = None
             ) -> tuple[dict[str, Any], list[str]]:
         parent = parent_done[0] if parent_done else None  # the parent arm's (record, lines) in this selection
-        if arm.init_from and parent is None:  # the parent arm is not in this selection: its record on disk
-            parent = read_record(run.arm_dir(Arm(arm.init_from, "")))
+        if isinstance(item, str):  # a reference row, probed on the base's random init and probe size
+            base = parent or read_record(run.arm_dir(Arm("base", "")))
+            if base is None:
+                raise ValueError(f"the floor and ceiling rows need the base arm: add 'base' to the arms, or run it "
+                                 f"first ({run.arm_dir(Arm('base', ''))} has no {RECORD_NAME})")
+            return probe_encoder(_reference_sources(run, base, supervised)[item], run.manifest, base["probe_size"],
+                                 run.probe, run.cache_dir, run.base["patch_size"], masks), []
+        if item.init_from and parent is None:  # the parent arm is not in this selection: its record on disk
+            parent = read_record(run.arm_dir(Arm(item.init_from, "")))
         lines: list[str] = []  # a worker's lines are logged here once it has finished
-        return run_arm(run, arm, parent, masks, lines.append if workers > 1 else log), lines
+        return run_arm(run, item, parent, masks, lines.append if workers > 1 else log), lines
 
-    done = map_jobs(job, list(arms), workers, names=[a.name for a in arms], log=log if workers > 1 else None,
-                    after=[index.get(a.init_from) if a.init_from else None for a in arms], device=run.device)
-    for _, lines in done:
+    jobs: list[Arm | str] = [*arms, *ref_names]
+    cost = [run.config(a)["max_steps"] + PROBE_COST_STEPS for a in arms] + [PROBE_COST_STEPS] * len(ref_names)
+    after = [index.get(a.init_from) if a.init_from else None for a in arms] + [index.get("base")] * len(ref_names)
+    done = map_jobs(job, jobs, workers, names=[a.name for a in arms] + ref_names, log=log if workers > 1 else None,
+                    after=after, device=run.device, cost=cost)
+    for _, lines in done[:len(arms)]:
         for line in lines:
             log(line)
-    return {arm.name: record for arm, (record, _) in zip(arms, done, strict=True)}
+    records = {arm.name: record for arm, (record, _) in zip(arms, done[:len(arms)], strict=True)}
+    return records, {name: row for name, (row, _) in zip(ref_names, done[len(arms):], strict=True)}
 
 
-def probe_references(run: ArmRun, base: dict[str, Any], supervised: str = "", log: Callable[[str], None] = print
-                     ) -> dict[str, dict[str, dict[str, Any]]]:
-    """The floor and ceiling rows at the base's probe size: random init, raw pixels, supervised (when given)."""
+def _reference_sources(run: ArmRun, base: dict[str, Any], supervised: str = "") -> dict[str, str]:
+    """Reference name -> encoder source: the base's random init, raw pixels, the supervised ceiling when given."""
     from raddino_lib.probe.pixels import PIXELS_SOURCE
 
     sources = {"random": base["backbone_init"], "pixels": PIXELS_SOURCE}
     if supervised:
         sources["supervised"] = supervised
+    return sources
+
+
+def probe_references(run: ArmRun, base: dict[str, Any], supervised: str = "", log: Callable[[str], None] = print
+                     ) -> dict[str, dict[str, dict[str, Any]]]:
+    """The floor and ceiling rows at the base's probe size: random init, raw pixels, supervised (when given)."""
     from raddino_lib.parallel import map_jobs
 
+    sources = _reference_sources(run, base, supervised)
     patch, names = run.base["patch_size"], list(sources)
     done = map_jobs(lambda name: probe_encoder(sources[name], run.manifest, base["probe_size"], run.probe,
                                                run.cache_dir, patch), names, names=names, log=None, device=run.device)
