@@ -209,7 +209,8 @@ def train_report_decoders(tokens: Mapping[str, np.ndarray], reports: Sequence[st
         return train_report_decoder(tokens[name], reports, replace(cfg, steps=steps.get(name, cfg.steps)),
                                     tokenizer=tokenizer, device=device, log=lambda _: None)
 
-    trained = map_jobs(job, names, workers, names=names, log=log, device=resolve_device(device))
+    trained = map_jobs(job, names, workers, names=names, log=log, device=resolve_device(device),
+                       cost=[steps.get(n, cfg.steps) for n in names])
     if trained and trained[0][2].n_truncated:
         log(f"truncated {trained[0][2].n_truncated} of {len(reports)} training reports to {cfg.max_len} tokens")
     return ({n: t[0] for n, t in zip(names, trained, strict=True)}, tokenizer,
