@@ -187,6 +187,34 @@ def test_mask_follows_the_image_geometry():
     assert mask[8:24, 12:20].min() == 1 and mask.sum() == 16 * 8
 
 
+def test_a_stack_of_masks_resizes_as_each_mask_alone():
+    g = torch.Generator().manual_seed(0)
+    stack = (torch.rand(5, 48, 80, generator=g) > 0.7).float()  # a wide image: resize and center crop
+    t = EvalTransform(20, mean=(0.0,), std=(1.0,))
+    assert torch.equal(t.masks(stack), torch.stack([t.mask(m) for m in stack]))
+    assert t.masks(stack[:0]).shape == (0, 20, 20)  # no structure: an empty stack
+    with pytest.raises(ValueError, match=r"\(K, H, W\) stack"):
+        t.masks(stack[0])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_load_masks_equals_the_datasets_items_in_manifest_order(tmp_path, workers):
+    from raddino_lib.data.manifest import read_manifest
+    from raddino_lib.data.masks import load_masks, mask_structures
+    from raddino_lib.data.phantoms import generate
+
+    df = read_manifest(generate(tmp_path / "p", n=20, size=48, seed=0, balanced=True))
+    names = mask_structures(df)
+    masks, images = load_masks(df, names, 32, num_workers=workers, rows_per_job=6)  # 4 blocks
+    ds = ManifestDataset(df, transform=EvalTransform(32, mean=(0.0,), std=(1.0,)), masks=names)
+    assert masks.shape == (20, len(names), 32, 32) and masks.dtype == np.uint8 and images.shape == (20, 32, 32)
+    for i in range(len(df)):  # the per-structure route, one item at a time
+        item = ds[i]
+        assert np.array_equal(images[i], item["image"][0].numpy())
+        assert np.array_equal(masks[i], np.stack([item[f"mask_{s}"].numpy() > 0.5 for s in names]))
+    assert masks[:, names.index("left_lung")].any(axis=(1, 2)).all()  # every phantom has a left lung
+
+
 def test_rad_dino_preset_is_518():
     assert rad_dino_transform().size == 518
     assert rad_dino_transform()(torch.rand(1, 600, 520)).shape == (3, 518, 518)

@@ -51,13 +51,29 @@ class ManifestDataset(Dataset):
         item: dict[str, object] = {"index": pos, "image_id": self._ids[pos]}
         item["image"] = self.transform(image) if self.transform is not None else image
         for s in self.masks:
-            path = self._mask_paths[s][pos]
-            mask = load_mask(path) if path else torch.zeros(image.shape[-2:])  # (H, W)
-            if mask.shape != image.shape[-2:]:
-                raise ValueError(f"mask '{path}' has shape {tuple(mask.shape)} but image '{self._paths[pos]}' "
-                                 f"has {tuple(image.shape[-2:])}; masks must match their image's size")
+            mask = self._raw_mask(s, pos, image)
             item[mask_column(s)] = self.transform.mask(mask) if self.transform is not None else mask
         return item
+
+    def image_and_masks(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item i's image and its masks stacked as (len(masks), S, S), resized and cropped in one call (the same
+        values as the items' ``mask_<s>`` entries, read faster when there are many structures)."""
+        pos = self.positions[i]
+        image = load_image(self._paths[pos])  # (1, H, W)
+        raw = torch.stack([self._raw_mask(s, pos, image) for s in self.masks]) if self.masks else \
+            torch.zeros((0, *image.shape[-2:]))
+        if self.transform is None:
+            return image, raw
+        return self.transform(image), self.transform.masks(raw)
+
+    def _raw_mask(self, structure: str, pos: int, image: torch.Tensor) -> torch.Tensor:
+        """(H, W) mask of one structure at the image's size (all zeros where the cell is empty)."""
+        path = self._mask_paths[structure][pos]
+        mask = load_mask(path) if path else torch.zeros(image.shape[-2:])  # (H, W)
+        if mask.shape != image.shape[-2:]:
+            raise ValueError(f"mask '{path}' has shape {tuple(mask.shape)} but image '{self._paths[pos]}' "
+                             f"has {tuple(image.shape[-2:])}; masks must match their image's size")
+        return mask
 
 
 def _column(df: pd.DataFrame, col: str) -> list[str]:

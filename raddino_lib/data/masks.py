@@ -57,23 +57,28 @@ def is_finding(structure: str) -> bool:
 
 
 def load_masks(df: pd.DataFrame, structures: Sequence[str], image_size: int, num_workers: int = 0,
-               batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+               rows_per_job: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(N, S, size, size) uint8 masks and (N, size, size) float32 images in [0, 1], in manifest order.
 
     Masks go through the eval transform's geometry (shorter side resized, center crop, nearest neighbour), so a
-    mask pixel lines up with an image pixel of every probe.
+    mask pixel lines up with an image pixel of every probe. Blocks of ``rows_per_job`` rows are read side by side
+    on a CPU (``parallel.map_jobs``; ``num_workers`` processes, 0 = one per core): 3,000 phantoms with 20
+    structures took 29 s in one process.
     """
-    from torch.utils.data import DataLoader
-
     from raddino_lib.data.datasets import ManifestDataset
     from raddino_lib.data.transforms import EvalTransform
+    from raddino_lib.parallel import map_jobs
 
     ds = ManifestDataset(df, transform=EvalTransform(image_size, mean=(0.0,), std=(1.0,)), masks=structures)
-    masks, images = [], []
-    for b in DataLoader(ds, batch_size=batch_size, num_workers=num_workers):
-        n = len(b["image"])
-        stack = [b[mask_column(s)].numpy() > 0.5 for s in structures]
-        masks.append(np.stack(stack, axis=1).astype(np.uint8) if stack else
-                     np.zeros((n, 0, image_size, image_size), np.uint8))  # (B, S, size, size)
-        images.append(b["image"][:, 0].numpy())
-    return np.concatenate(masks), np.concatenate(images)
+
+    def read(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        masks = np.zeros((len(block), len(structures), image_size, image_size), np.uint8)
+        images = np.zeros((len(block), image_size, image_size), np.float32)
+        for k, i in enumerate(block):
+            image, stack = ds.image_and_masks(int(i))
+            images[k], masks[k] = image[0].numpy(), (stack > 0.5).numpy()
+        return masks, images
+
+    blocks = np.array_split(np.arange(len(df)), max(1, -(-len(df) // rows_per_job)))
+    parts = map_jobs(read, blocks, num_workers, log=None)
+    return np.concatenate([m for m, _ in parts]), np.concatenate([x for _, x in parts])

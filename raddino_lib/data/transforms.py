@@ -59,9 +59,18 @@ class EvalTransform:
 
     def mask(self, mask: torch.Tensor) -> torch.Tensor:
         """(H, W) or (1, H, W) mask → (size, size) float, nearest-neighbour, same resize and crop as the image."""
-        m = _as_chw(mask).float()[None]  # (1, 1, H, W)
+        return self.masks(_as_chw(mask))[0]
+
+    def masks(self, masks: torch.Tensor) -> torch.Tensor:
+        """(K, H, W) masks of one image → (K, size, size) float, as ``mask`` on each (nearest neighbour works
+        channel by channel)."""
+        if masks.ndim != 3:
+            raise ValueError(f"expected a (K, H, W) stack of masks, got shape {tuple(masks.shape)}")
+        if len(masks) == 0:
+            return torch.zeros((0, self.size, self.size))
+        m = masks.float()[None]  # (1, K, H, W)
         m = F.interpolate(m, size=self._resized(m.shape[-2:]), mode="nearest-exact")
-        return self._crop(m)[0, 0]  # (S, S)
+        return self._crop(m)[0]  # (K, S, S)
 
     def _resized(self, hw: Sequence[int]) -> tuple[int, int]:
         """Shorter side → size, aspect ratio kept (the longer side rounded)."""
