@@ -137,10 +137,10 @@ CPU = Profile(
                     "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 160,
                     "n_boot": 200, "cnn_epochs": 6, "seg_epochs": 1, "seed": 0},
     },
-    recorded_s={"00_phantoms_tour": 156, "01_pretrain_rad_dino": 383, "02_language_supervised": 194,
-                "03_classification_probe": 213, "04_segmentation_probe": 256, "05_attention_maps": 61,
-                "06_metadata_correlation": 123, "07_report_generation": 469, "08_scaling_and_ablations": 523,
-                "09_ct_phantoms_tour": 59, "10_colipri_3d": 452},
+    recorded_s={"00_phantoms_tour": 159, "01_pretrain_rad_dino": 362, "02_language_supervised": 199,
+                "03_classification_probe": 283, "04_segmentation_probe": 241, "05_attention_maps": 55,
+                "06_metadata_correlation": 110, "07_report_generation": 421, "08_scaling_and_ablations": 440,
+                "09_ct_phantoms_tour": 63, "10_colipri_3d": 420},
 )
 
 GPU = Profile(
