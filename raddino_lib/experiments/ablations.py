@@ -475,7 +475,7 @@ def run_grid(run: ArmRun, arms: Sequence[Arm], supervised: str = "", log: Callab
     """
     from raddino_lib.parallel import cpu_workers, map_jobs
 
-    ref_names = list(_reference_sources(run, {"backbone_init": ""}, supervised)) if references else []
+    ref_names = list(_reference_sources({"backbone_init": ""}, supervised)) if references else []
     workers = (workers or cpu_workers(len(arms) + len(ref_names))) if run.device == "cpu" else 1
     masks: dict = {}
     if workers > 1:  # load the masks once, here: the workers inherit them
@@ -491,8 +491,7 @@ def run_grid(run: ArmRun, arms: Sequence[Arm], supervised: str = "", log: Callab
             if base is None:
                 raise ValueError(f"the floor and ceiling rows need the base arm: add 'base' to the arms, or run it "
                                  f"first ({run.arm_dir(Arm('base', ''))} has no {RECORD_NAME})")
-            return probe_encoder(_reference_sources(run, base, supervised)[item], run.manifest, base["probe_size"],
-                                 run.probe, run.cache_dir, run.base["patch_size"], masks), []
+            return _probe_reference(run, base, _reference_sources(base, supervised)[item], masks), []
         if item.init_from and parent is None:  # the parent arm is not in this selection: its record on disk
             parent = read_record(run.arm_dir(Arm(item.init_from, "")))
         lines: list[str] = []  # a worker's lines are logged here once it has finished
@@ -510,7 +509,7 @@ def run_grid(run: ArmRun, arms: Sequence[Arm], supervised: str = "", log: Callab
     return records, {name: row for name, (row, _) in zip(ref_names, done[len(arms):], strict=True)}
 
 
-def _reference_sources(run: ArmRun, base: dict[str, Any], supervised: str = "") -> dict[str, str]:
+def _reference_sources(base: dict[str, Any], supervised: str = "") -> dict[str, str]:
     """Reference name -> encoder source: the base's random init, raw pixels, the supervised ceiling when given."""
     from raddino_lib.probe.pixels import PIXELS_SOURCE
 
@@ -520,15 +519,22 @@ def _reference_sources(run: ArmRun, base: dict[str, Any], supervised: str = "") 
     return sources
 
 
+def _probe_reference(run: ArmRun, base: dict[str, Any], source: str, masks: dict | None = None
+                     ) -> dict[str, dict[str, Any]]:
+    """One floor or ceiling row: ``probe_encoder`` at the base's probe size and the grid's patch size."""
+    return probe_encoder(source, run.manifest, base["probe_size"], run.probe, run.cache_dir, run.base["patch_size"],
+                         masks)
+
+
 def probe_references(run: ArmRun, base: dict[str, Any], supervised: str = "", log: Callable[[str], None] = print
                      ) -> dict[str, dict[str, dict[str, Any]]]:
     """The floor and ceiling rows at the base's probe size: random init, raw pixels, supervised (when given)."""
     from raddino_lib.parallel import map_jobs
 
-    sources = _reference_sources(run, base, supervised)
-    patch, names = run.base["patch_size"], list(sources)
-    done = map_jobs(lambda name: probe_encoder(sources[name], run.manifest, base["probe_size"], run.probe,
-                                               run.cache_dir, patch), names, names=names, log=None, device=run.device)
+    sources = _reference_sources(base, supervised)
+    names = list(sources)
+    done = map_jobs(lambda name: _probe_reference(run, base, sources[name]), names, names=names, log=None,
+                    device=run.device)
     rows = dict(zip(names, done, strict=True))
     for name, row in rows.items():
         log(f"{name}: " + ", ".join(f"{k} {v['value']:.3f}" for k, v in row.items()))

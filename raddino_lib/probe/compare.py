@@ -310,7 +310,7 @@ def compare_segmentation(encoders: Mapping[str, str], manifest: str, cache_dir: 
     head_epochs = {h: (upernet_epochs or epochs) if h == "upernet" else epochs for h in heads}
     jobs = [(enc, head) for enc in encoders for head in heads]
     done = map_jobs(job, jobs, names=[f"{e} ({h})" for e, h in jobs], log=None, device=resolve_device(device),
-                    cost=[head_epochs[h] * HEAD_EPOCH_COST[h] for _, h in jobs])
+                    cost=[head_epochs[h] * HEAD_EPOCH_COST.get(h, 1.0) for _, h in jobs])
     for (enc, head), (cells, table, predictions, mean) in zip(jobs, done, strict=True):
         result.table.setdefault(enc, {}).update({k + HEAD_SUFFIX[head]: v for k, v in cells.items()})
         result.per_structure[head][enc], result.predictions[head][enc] = table, predictions
