@@ -215,3 +215,16 @@ def test_plots_return_figures(dataset):
     axes = figures[0].axes
     assert len(present) == 2 and len(axes) == 2 and all(len(ax.collections) == 4 for ax in axes)  # 3 anatomy + lesion
     plt.close("all")
+
+
+def test_difficulty_floor_and_ceiling_do_not_depend_on_how_many_jobs_run_at_once(dataset, monkeypatch):
+    import json
+
+    from raddino_lib.data.phantoms.difficulty import measure_difficulty
+
+    results = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("RADDINO_WORKERS", workers)
+        results[workers] = measure_difficulty(dataset, image_size=32, epochs=1, seed=0)
+    assert results["1"]["n_test"] > 0 and set(results["1"]) >= {"random_linear", "supervised_cnn"}
+    assert json.dumps(results["1"], sort_keys=True) == json.dumps(results["2"], sort_keys=True)

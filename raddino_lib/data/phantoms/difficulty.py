@@ -14,9 +14,7 @@ is already near the ceiling, the phantoms cannot tell encoders apart.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,26 +55,29 @@ def measure_difficulty(manifest_path: str | Path, image_size: int = 64, epochs: 
               if 0 < labels[~test, j].sum() < (~test).sum() and 0 < labels[test, j].sum() < test.sum()]
     male = (df["sex"] == "M").to_numpy().astype(np.float32)
     age = pd.to_numeric(df["age"]).to_numpy().astype(np.float32)
-    with _torch_threads(1):  # tiny models: extra threads only add synchronisation (and spin on busy machines)
-        feats = random_vit_features(images, image_size, seed, device)
-        cnn = _cnn_predictions(images, labels, male, age, split, epochs, seed, device)
-    linear = _linear_predictions(feats, labels, male, age, split, usable)
+    fit = split != "test"
+    cnn_jobs, age_mean, age_sd = _cnn_jobs(labels, male, age, fit)
+
+    def run(job):
+        if job == "linear":
+            feats = random_vit_features(images, image_size, seed, device)
+            return _linear_predictions(feats, labels, male, age, split, usable)
+        targets, pos_weight, regression_last = job
+        return _train_cnn(images, targets, fit, epochs, seed, device, pos_weight=pos_weight,
+                          regression_last=regression_last)
+
+    # three independent jobs, on a CPU side by side, one core each; costs in seconds per 1,000 images on one core
+    # (cpu profile: the features and their probes 21, each CNN 2 per epoch), so that the longest starts first
+    linear, findings, patient = map_jobs(run, ["linear", *cnn_jobs], names=["random ViT + linear probes",
+                                                                          "findings CNN", "patient CNN"],
+                                         log=None, device=device, cost=[21.0, 2.0 * epochs, 2.0 * epochs])
+    cnn = findings, patient[:, 0], patient[:, 1] * age_sd + age_mean
     return {
         "findings": [FINDINGS[j] for j in usable],
         "n_train": int((~test).sum()), "n_test": int(test.sum()), "image_size": image_size, "epochs": epochs,
         "random_linear": _summary(*linear, labels[test], male[test], age[test], usable),
         "supervised_cnn": _summary(*cnn, labels[test], male[test], age[test], usable),
     }
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def load_images(df: pd.DataFrame, root: Path, size: int) -> torch.Tensor:
@@ -157,24 +158,20 @@ class ReferenceCNN(nn.Module):
         return self.head(torch.cat([z.mean(dim=(2, 3)), z.amax(dim=(2, 3))], dim=1))
 
 
-def _cnn_predictions(images, labels, male, age, split, epochs, seed, device) -> tuple[np.ndarray, ...]:
-    """Two CNNs trained on train + val, predicting test: one on the findings (multi-label BCE), one on the
-    patient (sex BCE + standardised age MSE). One network for everything learns the findings markedly worse.
-    On a CPU the two train side by side, one core each (``parallel.map_jobs``).
+def _cnn_jobs(labels: np.ndarray, male: np.ndarray, age: np.ndarray,
+             fit: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray | None, bool]], float, float]:
+    """The two CNNs' (targets, positive weights, last column a regression): one on the findings (multi-label BCE),
+    one on the patient (sex BCE + standardised age MSE); one network for everything learns the findings markedly
+    worse. Also the fit rows' age mean and standard deviation, to undo the standardisation.
 
     Rare findings get a larger positive weight (square root of the negative/positive ratio, at most 6), as is
     usual for multi-label chest X-ray classifiers.
     """
-    fit = split != "test"
     positives = labels[fit].sum(0)
     weight = np.sqrt(np.clip((fit.sum() - positives) / np.maximum(positives, 1.0), 1.0, 36.0)).astype(np.float32)
     age_mean, age_sd = float(age[fit].mean()), float(age[fit].std() + 1e-6)
     patient = np.stack([male, (age - age_mean) / age_sd], axis=1).astype(np.float32)  # (N, 2)
-    jobs = [(labels, weight, False), (patient, None, True)]
-    findings, out = map_jobs(lambda job: _train_cnn(images, job[0], fit, epochs, seed, device, pos_weight=job[1],
-                                                    regression_last=job[2]),
-                             jobs, names=["findings CNN", "patient CNN"], log=None, device=device)
-    return findings, out[:, 0], out[:, 1] * age_sd + age_mean
+    return [(labels, weight, False), (patient, None, True)], age_mean, age_sd
 
 
 def _train_cnn(images: torch.Tensor, targets: np.ndarray, fit: np.ndarray, epochs: int, seed: int, device: str,
