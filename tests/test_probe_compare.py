@@ -152,3 +152,27 @@ def test_encoders_are_placed_between_floor_and_ceiling():
     errors = {"pixels": cell(9.0, 8.5, 9.5), "ssl": cell(6.0, 5.5, 6.5), "supervised": cell(4.0, 3.5, 4.5)}
     assert place_between(errors, "m", lower_is_better=True) == \
         "- m: ssl 6.000 is better than pixels 9.000, worse than supervised 4.000."
+
+
+def test_extract_all_side_by_side_equals_each_encoder_in_turn(toy, monkeypatch, tmp_path):
+    from raddino_lib.probe.compare import encoder_features, extract_all
+    from raddino_lib.probe.pixels import PIXELS_SOURCE, PixelFloorConfig
+
+    manifest, encoders, _ = toy
+    rows = {**encoders, "pixels": PIXELS_SOURCE}
+    monkeypatch.setenv("RADDINO_WORKERS", "1")
+    in_turn = {k: encoder_features(p, manifest, tmp_path / "turn", 32, progress=False, keep_grid=True,
+                                   keep_layers=True, pixel_cfg=PixelFloorConfig(patch_size=8)) for k, p in rows.items()}
+    monkeypatch.setenv("RADDINO_WORKERS", "2")
+    cached = extract_all(rows, manifest, str(tmp_path / "side"), 32)  # workers write the cache; CLS and mean back
+    uncached = extract_all(rows, manifest, None, 32)  # no cache: the whole feature sets come back
+    for k in rows:
+        assert cached[k].grid is None and cached[k].layers is None
+        np.testing.assert_array_equal(cached[k].cls, in_turn[k].cls)
+        np.testing.assert_array_equal(cached[k].mean_patch, in_turn[k].mean_patch)
+        np.testing.assert_array_equal(uncached[k].cls, in_turn[k].cls)
+        again = encoder_features(rows[k], manifest, tmp_path / "side", 32, keep_grid=True, keep_layers=True,
+                                 pixel_cfg=PixelFloorConfig(patch_size=8))  # the grids the workers cached
+        np.testing.assert_array_equal(again.grid, in_turn[k].grid)
+    assert sorted(p.name for p in (tmp_path / "side").glob("*.npz")) == \
+        sorted(p.name for p in (tmp_path / "turn").glob("*.npz"))

@@ -80,6 +80,37 @@ def encoder_features(path: str, manifest: str, cache_dir: str | None, image_size
                             num_workers=num_workers, progress=progress, keep_layers=keep_layers)
 
 
+def extract_all(encoders: Mapping[str, str], manifest: str, cache_dir: str | None, image_size: int,
+                device: str = "cpu", pixel_cfg: PixelFloorConfig | None = None) -> dict[str, FeatureSet]:
+    """``encoder_features`` of every encoder; on a CPU the extractions run side by side, one core each.
+
+    With a cache the workers write the cache files and this process reads back only the CLS and mean patch tokens
+    (the patch grids stay on disk for the probes that want them); without one the whole feature sets come back.
+    A cached encoder is not extracted again. One pass at 64 px is mostly fixed costs that one thread pays as well
+    as two (reading and resizing the images, writing a 300 MB cache of four layers' grids).
+    """
+    from raddino_lib.data.manifest import read_manifest
+
+    n = len(read_manifest(manifest, check_files=False))
+    pixel_cfg = pixel_cfg or floor_config(encoders)
+    names = list(encoders)
+
+    def extract(name: str, **levels) -> FeatureSet:
+        return encoder_features(encoders[name], manifest, cache_dir, image_size, device=device, progress=False,
+                                n_images=n, pixel_cfg=pixel_cfg, **levels)
+
+    def job(name: str) -> FeatureSet | None:
+        fs = extract(name)
+        return None if cache_dir else fs
+
+    # the raw-pixel floor costs a fraction of a forward pass (a resize and a PCA): the networks go first
+    done = map_jobs(job, names, names=names, log=None, device=resolve_device(device),
+                    cost=[0.2 if is_pixels(encoders[k]) else 1.0 for k in names])
+    if not cache_dir:
+        return dict(zip(names, done, strict=True))
+    return {name: extract(name, keep_grid=False, keep_layers=False) for name in names}
+
+
 def estimate_cell(est: Estimate) -> dict[str, float | None]:
     """A results.json cell (value and interval, NaN as None) of a bootstrap estimate."""
     return metric(est.value, est.ci_low, est.ci_high)
