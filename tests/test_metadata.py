@@ -112,3 +112,23 @@ def test_map_sample_is_a_sorted_subset_and_all_rows_when_few():
     assert len(rows) == 1000 and len(set(rows)) == 1000 and np.all(np.diff(rows) > 0) and rows.max() < 3000
     np.testing.assert_array_equal(map_sample(3000, 1000, seed=1), rows)
     np.testing.assert_array_equal(map_sample(20, 1000), np.arange(20))
+
+
+def test_rows_side_by_side_equal_rows_in_turn(monkeypatch):
+    from raddino_lib.probe.metadata import probe_metadata_rows
+    from raddino_lib.viz.embeddings import embed_rows
+
+    df, X = _manifest()
+    rows = {"planted": X, "noise": np.random.default_rng(3).normal(size=X.shape)}
+    monkeypatch.setenv("RADDINO_WORKERS", "2")
+    probes = probe_metadata_rows(rows, df, targets=("age", "sex", "site"), cfg=CFG)
+    maps = embed_rows(rows, seed=0, method="pca")
+    assert list(probes) == list(maps) == ["planted", "noise"]
+    for name, x in rows.items():
+        alone = probe_metadata(x, df, targets=("age", "sex", "site"), cfg=CFG)
+        assert table_row(probes[name]) == table_row(alone)  # one thread either way: equal to the last bit
+        np.testing.assert_array_equal(probes[name]["site"].y_score, alone["site"].y_score)
+        coords, method = embed_2d(x, seed=0, method="pca")
+        np.testing.assert_array_equal(maps[name][0], coords)
+        assert maps[name][1] == method == "PCA"
+    assert probes["planted"]["age"].metrics["r2"].value > 0.98 > 0.2 > probes["noise"]["age"].metrics["r2"].value

@@ -21,7 +21,7 @@ train + val and scored on ``test`` with a patient-level bootstrap.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,6 +199,19 @@ def probe_metadata(features: np.ndarray, manifest_df: pd.DataFrame, targets: Seq
     with threadpool_limits(1):  # small problems: multi-threaded BLAS only spins, several times slower on busy cores
         probes = {t: probe_target(features, manifest_df, t, cfg) for t in targets}
     return {t: p for t, p in probes.items() if p is not None}
+
+
+def probe_metadata_rows(features: Mapping[str, np.ndarray], manifest_df: pd.DataFrame,
+                        targets: Sequence[str] = tuple(TARGETS),
+                        cfg: MetadataProbeConfig = MetadataProbeConfig()) -> dict[str, dict[str, TargetProbe]]:
+    """``probe_metadata`` for every row (encoder name -> aligned features); on a CPU the rows run side by side,
+    one core each (``parallel.map_jobs``). Each row runs on one thread either way, so its numbers do not change."""
+    from raddino_lib.parallel import map_jobs
+
+    names = list(features)
+    done = map_jobs(lambda name: probe_metadata(features[name], manifest_df, targets, cfg), names, names=names,
+                    log=None)
+    return dict(zip(names, done, strict=True))
 
 
 def align_features(image_ids: Sequence[str], features: np.ndarray, manifest_df: pd.DataFrame) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 * :func:`embed_2d` — a 2-D map of the features: UMAP (McInnes et al., 2018;
   ``random_state`` fixed, so the picture is reproducible) or PCA when there are
-  too few images for a neighbour graph.
+  too few images for a neighbour graph; :func:`embed_rows` maps several encoders side by side.
 * :func:`plot_embedding` — that map coloured by age, sex, site and finding:
   structure that follows age or sex, which reports never mention, is the
   RAD-DINO claim made visible.
@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -50,6 +50,18 @@ def embed_2d(features: np.ndarray, seed: int = 0, method: str = "umap",
             return reducer.fit_transform(X), "UMAP"
     note = "" if method == "pca" else f" (fewer than {threshold} images: PCA instead of UMAP)"
     return PCA(n_components=2, random_state=seed).fit_transform(X), "PCA" + note
+
+
+def embed_rows(features: Mapping[str, np.ndarray], seed: int = 0, method: str = "umap",
+               n_neighbors: int = 15) -> dict[str, tuple[np.ndarray, str]]:
+    """``embed_2d`` of every row (name -> (N, D) features); on a CPU the rows run side by side, one core each
+    (``parallel.map_jobs``). UMAP's first call in a process compiles its kernels (~20 s): two workers pay that
+    once each, at the same time, and then share the maps."""
+    from raddino_lib.parallel import map_jobs
+
+    names = list(features)
+    done = map_jobs(lambda name: embed_2d(features[name], seed, method, n_neighbors), names, names=names, log=None)
+    return dict(zip(names, done, strict=True))
 
 
 def map_sample(n: int, max_points: int = 1000, seed: int = 0) -> np.ndarray:
