@@ -33,12 +33,14 @@ def _stand_in(section: str, params: dict, fail: bool = False) -> nbformat.Notebo
     cell = nbformat.v4.new_code_cell(declared)
     cell.metadata["tags"] = ["parameters"]
     body = [
+        "import sys; preloaded = 'raddino_lib.results' in sys.modules  # imported ahead in a warm kernel?",
         "import json, pathlib",
         "from raddino_lib.results import write_results, metric",
         f"artifacts = {ARTIFACTS.get(section, {})!r}",
         "received = {k: v for k, v in dict(globals()).items() if k in " + repr(sorted(params)) + "}",
         "table = {'ssl': {'cls_macro_auroc': metric(0.8, 0.7, 0.9)}, 'random': {'age_r2': metric(0.1)}}",
-        "write_results(output_dir, {'artifacts': artifacts, 'received': received, 'table': table})",
+        "write_results(output_dir, {'artifacts': artifacts, 'received': received, 'table': table, "
+        "'preloaded': preloaded, 'cwd': str(pathlib.Path.cwd())})",
     ]
     if fail:
         body.insert(0, "raise RuntimeError('planted failure')")
@@ -75,6 +77,38 @@ def test_artifacts_flow_into_later_notebooks_and_summary_is_written(options):
     md = (options.out / "summary.md").read_text()
     assert "| ssl | 0.800 [0.700, 0.900] |" in md
     assert (options.out / "05_attention_maps" / "05_attention_maps.ipynb").is_file()
+    # from the second notebook on, each kernel was started while the one before ran, its imports done, in its folder
+    results = {name: json.loads((options.out / name / "results.json").read_text()) for _, name in NOTEBOOKS}
+    assert [r["preloaded"] for r in results.values()] == [False] + [True] * (len(NOTEBOOKS) - 1)
+    assert all(r["cwd"] == str(options.out / name) for name, r in results.items())
+
+
+def test_cold_kernels_when_asked_and_no_kernel_left_behind(options):
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    options.warm_kernels = False
+    run_pipeline(options, log=lambda _: None)
+    assert not any(json.loads((options.out / name / "results.json").read_text())["preloaded"] for _, name in NOTEBOOKS)
+    options.warm_kernels = True
+    _write_stand_ins(options.notebook_dir, options, fail_section="language")  # a failure: the warm kernel goes too
+    with pytest.raises(PipelineError):
+        run_pipeline(options, log=lambda _: None)
+    assert {p.pid for p in psutil.Process().children(recursive=True) if p.is_running()
+            and p.status() != psutil.STATUS_ZOMBIE} <= before
+
+
+def test_notebook_modules_are_the_top_level_imports(tmp_path):
+    from raddino_lib.pipeline import notebook_modules
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("import markdown_is_not_code"),
+                nbformat.v4.new_code_cell("from __future__ import annotations\nimport os, json\n"
+                                          "from raddino_lib.probe.compare import (\n    extract_all,\n)\n"
+                                          "if True:\n    import inside_a_block\nx = 1  # import not_a_statement"),
+                nbformat.v4.new_code_cell("import os\nimport matplotlib.pyplot as plt")]
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    assert notebook_modules(tmp_path / "n.ipynb") == ["os", "json", "raddino_lib.probe.compare", "matplotlib.pyplot"]
 
 
 def test_resume_skips_complete_notebooks_and_reruns_changed_ones(options):
