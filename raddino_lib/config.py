@@ -101,10 +101,10 @@ SMOKE = Profile(
                     "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 32, "n_boot": 20,
                     "cnn_epochs": 1, "seg_epochs": 1, "seed": 0},
     },
-    recorded_s={"00_phantoms_tour": 36, "01_pretrain_rad_dino": 48, "02_language_supervised": 26,
-                "03_classification_probe": 41, "04_segmentation_probe": 35, "05_attention_maps": 26,
-                "06_metadata_correlation": 31, "07_report_generation": 41, "08_scaling_and_ablations": 41,
-                "09_ct_phantoms_tour": 24, "10_colipri_3d": 27},
+    recorded_s={"00_phantoms_tour": 39, "01_pretrain_rad_dino": 38, "02_language_supervised": 18,
+                "03_classification_probe": 31, "04_segmentation_probe": 27, "05_attention_maps": 21,
+                "06_metadata_correlation": 31, "07_report_generation": 26, "08_scaling_and_ablations": 36,
+                "09_ct_phantoms_tour": 19, "10_colipri_3d": 16},
 )
 
 CPU = Profile(
@@ -138,10 +138,10 @@ CPU = Profile(
                     "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 160,
                     "n_boot": 200, "cnn_epochs": 6, "seg_epochs": 1, "seed": 0},
     },
-    recorded_s={"00_phantoms_tour": 159, "01_pretrain_rad_dino": 362, "02_language_supervised": 199,
-                "03_classification_probe": 283, "04_segmentation_probe": 241, "05_attention_maps": 55,
-                "06_metadata_correlation": 110, "07_report_generation": 421, "08_scaling_and_ablations": 440,
-                "09_ct_phantoms_tour": 63, "10_colipri_3d": 420},
+    recorded_s={"00_phantoms_tour": 133, "01_pretrain_rad_dino": 377, "02_language_supervised": 193,
+                "03_classification_probe": 254, "04_segmentation_probe": 244, "05_attention_maps": 58,
+                "06_metadata_correlation": 92, "07_report_generation": 358, "08_scaling_and_ablations": 307,
+                "09_ct_phantoms_tour": 33, "10_colipri_3d": 269},
 )
 
 GPU = Profile(
