@@ -279,3 +279,12 @@ def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
 def read_metrics(encoder_path: str | Path) -> pd.DataFrame:
     """The training curve written next to a supervised encoder file."""
     return pd.read_csv(Path(encoder_path).parent / "metrics.csv")
+
+
+def findings_base_rate(manifest: str | Path) -> float:
+    """The findings loss of a ceiling that ignores the image (each finding's train prevalence for every image):
+    a findings curve that stays at this level has learned nothing about findings."""
+    from raddino_lib.train.supervised_data import base_rate_bce
+
+    df = read_manifest(manifest)
+    return base_rate_bce(discover_targets(df).labels[(df["split"] == "train").to_numpy()])

@@ -119,3 +119,15 @@ def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
+
+
+def base_rate_bce(labels: np.ndarray) -> float:
+    """Mean binary cross-entropy of predicting each finding's train prevalence for every image, over the known
+    labels of ``labels`` (N, F) (nan unknown): the findings loss of a model that ignores the image."""
+    known = np.isfinite(labels)
+    if not known.any():
+        raise ValueError("base_rate_bce: no known label")
+    prevalence = np.nansum(labels, axis=0) / np.maximum(known.sum(axis=0), 1)  # (F,)
+    p = np.clip(np.broadcast_to(prevalence, labels.shape)[known], 1e-7, 1 - 1e-7)
+    y = labels[known]
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())

@@ -107,9 +107,10 @@ def plot_attention_grid(grids: Mapping[str, np.ndarray], region: str, vmax: floa
     return fig
 
 
-def plot_ceiling_curves(curves, smooth: int = 0) -> Figure:
+def plot_ceiling_curves(curves, smooth: int = 0, findings_base_rate: float | None = None) -> Figure:
     """The supervised ceiling's training losses (a DataFrame of train.supervised's metrics.csv) against the step:
-    the total and each task, raw (grey) and a causal moving mean."""
+    the total and each task, raw (grey) and a causal moving mean; on the findings panel, a dashed line at
+    ``findings_base_rate`` (``train.supervised.findings_base_rate``: the loss of ignoring the image)."""
     terms = [c for c in ("loss", "findings", "metadata", "segmentation") if c in curves.columns]
     window = smooth or max(1, len(curves) // 20)
     fig, axes = plt.subplots(1, len(terms), figsize=(3.0 * len(terms), 2.6), squeeze=False)
@@ -118,7 +119,37 @@ def plot_ceiling_curves(curves, smooth: int = 0) -> Figure:
         ax.plot(curves["step"], y, color="0.75", lw=0.8)
         ax.plot(curves["step"], np.convolve(np.pad(y, (window - 1, 0), mode="edge"), np.ones(window) / window,
                                             mode="valid"), color="black", lw=1.5)
+        if term == "findings" and findings_base_rate is not None:
+            ax.axhline(findings_base_rate, color="tab:red", ls="--", lw=1, label="prevalence only")
+            ax.legend(fontsize=7)
         ax.set(title="total" if term == "loss" else term, xlabel="step")
     fig.suptitle(f"supervised ceiling: training losses ({len(curves)} steps)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ceiling_plateau(records: Sequence[Mapping], floor: float | None = None) -> Figure:
+    """The ceiling-plateau experiment (``experiments.ceiling_plateau``): each arm's findings loss against the step,
+    with the prevalence-only loss dashed, and each arm's test macro AUROC, with the raw-pixel ``floor`` measured
+    on the same splits as a line."""
+    if not records:
+        raise ValueError("plot_ceiling_plateau: no arms to plot")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1.4, 1]})
+    colors = plt.get_cmap("tab10")
+    for k, r in enumerate(records):
+        steps = (np.arange(len(r["loss"])) + 1) * r["loss_every"]
+        left.plot(steps, r["loss"], color=colors(k), lw=1.4, label=r["arm"])
+    left.axhline(records[0]["base_rate_bce"], color="black", ls="--", lw=1, label="prevalence only")
+    left.set(xlabel="step", ylabel="findings BCE (train batches)", title="findings loss",
+             ylim=(0, 1.6 * records[0]["base_rate_bce"]))
+    left.legend(fontsize=7, ncol=2)
+    names = [r["arm"] for r in records]
+    right.barh(names, [r["macro_auroc"] for r in records], color=[colors(k) for k in range(len(records))])
+    if floor is not None:
+        right.axvline(floor, color="black", ls=":", lw=1.2, label=f"raw-pixel floor {floor:.3f}")
+    right.axvline(0.5, color="0.6", ls="--", lw=1, label="chance")
+    right.set(xlim=(0.4, 1.0), xlabel="test macro AUROC of the model's own head", title="findings, trained alone")
+    right.invert_yaxis()
+    right.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
