@@ -1,6 +1,7 @@
 """The ceiling-plateau experiment: the prevalence-only loss, the escape step, mimetic initialisation, a tiny run end
 to end, and the recorded run that notebook 03 shows."""
 
+import json
 import math
 
 import numpy as np
@@ -62,7 +63,8 @@ def phantoms(tmp_path_factory):
 
 
 def test_tiny_run_records_every_arm_and_resumes(phantoms, tmp_path, monkeypatch):
-    arms = (cp.PlateauArm("cnn", "cnn", steps=26), cp.PlateauArm("vit", "vit", steps=26, pooling="cls_mean_max"))
+    arms = (cp.PlateauArm("cnn", "cnn", steps=26),
+            cp.PlateauArm("vit", "vit", steps=26, pooling="cls_mean_max", head_norm="batchnorm"))
     out = tmp_path / "plateau.json"
     records = cp.run_plateau(phantoms, out, arms, workers=1, source="tiny phantoms")
     assert [r["arm"] for r in records] == ["cnn", "vit"] == [r["arm"] for r in cp.load_plateau(out)]
@@ -79,11 +81,23 @@ def test_tiny_run_records_every_arm_and_resumes(phantoms, tmp_path, monkeypatch)
     floor = cp.load_pixel_floor(out)
     assert floor["per_finding"].keys() == records[0]["per_finding"].keys() and 0 <= floor["macro_auroc"] <= 1
 
+    spread = json.loads(out.read_text())["init_feature_spread"]
+    assert spread.keys() == {"cls", "mean_patch"} and all(v > 0 for v in spread.values())
+
     def refuse(*args, **kwargs):
         raise AssertionError("a recorded arm was run again")
 
     monkeypatch.setattr(cp, "run_arm", refuse)
     assert cp.run_plateau(phantoms, out, arms, workers=1) == records
+
+
+def test_init_feature_spread_is_zero_for_one_image_repeated_and_grows_with_the_images_differences():
+    torch.manual_seed(1)
+    image = torch.rand(1, 1, 32, 32)
+    assert cp.init_feature_spread(image.expand(8, -1, -1, -1), image_size=32) == {"cls": 0.0, "mean_patch": 0.0}
+    near = cp.init_feature_spread(image + 0.01 * torch.rand(8, 1, 32, 32), image_size=32)
+    far = cp.init_feature_spread(torch.rand(8, 1, 32, 32), image_size=32)
+    assert all(0 < near[k] < far[k] for k in near)
 
 
 def test_unknown_arm_is_refused(tmp_path):
@@ -104,6 +118,9 @@ def test_recorded_run_is_complete_and_says_what_the_docstring_says():
     assert records["cnn"]["macro_auroc"] > records["vit"]["macro_auroc"] + 0.2
     floor = cp.load_pixel_floor()["macro_auroc"]
     assert records["cnn"]["macro_auroc"] > floor > records["vit"]["macro_auroc"]
+    bn = records["vit_bn_head"]  # standardising the head's input shortens the plateau, below the floor still
+    assert bn["escape_step"] is not None and records["vit"]["macro_auroc"] < bn["macro_auroc"] < floor
+    assert all(0 < v < 1 for v in json.loads(cp.RECORDED.read_text())["init_feature_spread"].values())
 
 
 def test_plateau_figure():

@@ -16,11 +16,15 @@ and changes one thing per arm:
 - ``vit_max_pool``: the head also reads the maximum over the patch tokens (as the CNN's head does), 400 steps;
 - ``vit_mimetic``: attention weights initialised *mimetically* (Trockman & Kolter, ICML 2023: each head's
   W_q W_kᵀ ≈ αZ + βI, W_v W_oᵀ ≈ αZ − βI, Z random), an initialisation known to help ViTs on small data, 400 steps.
+- ``vit_bn_head``: a BatchNorm on the head's input, which standardises each pooled feature over the batch (as a
+  linear probe standardises frozen features): does the ViT's plateau come from pooled features whose differences
+  between images are small beside their common part? 400 steps.
 
 Each record: the training loss every 25 steps (mean of the 25), the base-rate loss, the first step whose running
 mean of 50 steps lies 5% below the base rate (``escape_step``; None: never), the test macro AUROC of the model's
 own head and per finding, and the wall time on one core. Beside them the JSON holds the raw-pixel floor on the
-same splits (``pixel_floor``). Arms run side by side, one core each
+same splits (``pixel_floor``) and how much the ViT's pooled features differ between images at initialisation
+(``init_feature_spread``). Arms run side by side, one core each
 (``parallel.map_jobs``); the JSON is rewritten after each call and arms already in it are skipped. The recorded
 run is ``results/ceiling_plateau_phantoms.json``; notebook 03 shows it.
 
@@ -41,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ARMS", "PlateauArm", "escape_step", "load_pixel_floor", "load_plateau", "mimetic_init", "pixel_floor",
-           "run_plateau"]
+__all__ = ["ARMS", "PlateauArm", "escape_step", "init_feature_spread", "load_pixel_floor", "load_plateau",
+           "mimetic_init", "pixel_floor", "run_plateau"]
 
 RESULTS_DIR = Path(__file__).parent / "results"
 RECORDED = RESULTS_DIR / "ceiling_plateau_phantoms.json"
@@ -56,6 +60,7 @@ class PlateauArm:
     steps: int = 400
     pooling: str = "cls_mean"  # vit head input: "cls_mean" | "cls_mean_max"
     init: str = ""  # "" | "mimetic"
+    head_norm: str = ""  # "" | "batchnorm": a BatchNorm1d on the vit head's input (standardises it over the batch)
     note: str = ""
 
 
@@ -65,6 +70,8 @@ ARMS: tuple[PlateauArm, ...] = (
     PlateauArm("vit_1200", "vit", steps=1200, note="the same, 3x the steps"),
     PlateauArm("vit_max_pool", "vit", pooling="cls_mean_max", note="the head also reads the max over patch tokens"),
     PlateauArm("vit_mimetic", "vit", init="mimetic", note="mimetic attention initialisation (Trockman & Kolter 2023)"),
+    PlateauArm("vit_bn_head", "vit", head_norm="batchnorm",
+               note="a BatchNorm on the head's input: each pooled feature standardised over the batch"),
 )
 DATA = {"n": 3000, "size": 96, "seed": 0, "image_size": 64, "batch_size": 32, "lr": 1e-3, "max_shift": 4}
 
@@ -100,17 +107,19 @@ def mimetic_init(backbone: nn.Module, seed: int = 0, qk: tuple[float, float] = (
 
 
 class _ViTFindings(nn.Module):
-    def __init__(self, backbone: nn.Module, n_out: int, pooling: str) -> None:
+    def __init__(self, backbone: nn.Module, n_out: int, pooling: str, head_norm: str = "") -> None:
         super().__init__()
         self.backbone, self.pooling = backbone, pooling
-        self.head = nn.Linear((3 if pooling == "cls_mean_max" else 2) * backbone.embed_dim, n_out)
+        width = (3 if pooling == "cls_mean_max" else 2) * backbone.embed_dim
+        self.norm = nn.BatchNorm1d(width) if head_norm == "batchnorm" else nn.Identity()
+        self.head = nn.Linear(width, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from raddino_lib.models.backbone import split_tokens
 
         cls, grid = split_tokens(self.backbone, self.backbone.forward_features(x))  # (B, D), (B, h, w, D)
         pooled = [cls, grid.mean(dim=(1, 2))] + ([grid.amax(dim=(1, 2))] if self.pooling == "cls_mean_max" else [])
-        return self.head(torch.cat(pooled, dim=1))
+        return self.head(self.norm(torch.cat(pooled, dim=1)))
 
 
 def _model(arm: PlateauArm, n_out: int, image_size: int) -> tuple[nn.Module, Any]:
@@ -129,7 +138,8 @@ def _model(arm: PlateauArm, n_out: int, image_size: int) -> tuple[nn.Module, Any
     if arm.init == "mimetic":
         mimetic_init(backbone)
     spec = backbone.spec
-    return _ViTFindings(backbone, n_out, arm.pooling), lambda x: normalize(x, spec.image_mean, spec.image_std)
+    model = _ViTFindings(backbone, n_out, arm.pooling, arm.head_norm)
+    return model, lambda x: normalize(x, spec.image_mean, spec.image_std)
 
 
 def run_arm(arm: PlateauArm, train: dict[str, torch.Tensor], test: dict[str, torch.Tensor], findings: list[str],
@@ -164,7 +174,8 @@ def run_arm(arm: PlateauArm, train: dict[str, torch.Tensor], test: dict[str, tor
     per_finding = _aurocs(scores, test["labels"].numpy(), findings)
     curve = np.asarray(losses)
     return {"arm": arm.name, "note": arm.note, "model": arm.model, "steps": arm.steps, "pooling": arm.pooling,
-            "init": arm.init, "wall_s": round(wall, 1), "base_rate_bce": round(base_rate, 5),
+            "init": arm.init, "head_norm": arm.head_norm, "wall_s": round(wall, 1),
+            "base_rate_bce": round(base_rate, 5),
             "loss_every": LOG_EVERY,
             "loss": [round(float(v), 5) for v in curve[: len(curve) // LOG_EVERY * LOG_EVERY]
                      .reshape(-1, LOG_EVERY).mean(axis=1)],
@@ -213,6 +224,23 @@ def pixel_floor(train: dict[str, torch.Tensor], test: dict[str, torch.Tensor], f
             **_macro(_aurocs(scores, test["labels"].numpy(), findings))}
 
 
+@torch.no_grad()
+def init_feature_spread(images: torch.Tensor, image_size: int = 64, n: int = 256) -> dict[str, float]:
+    """How much the ceiling's ViT's pooled features differ between images at initialisation: per pooled input of
+    the head ([CLS], mean patch), the root mean square over features of the standard deviation across the first
+    ``n`` ``images``, divided by the root mean square of the features' mean (what every image shares)."""
+    from raddino_lib.models.backbone import split_tokens
+
+    model, prepare = _model(ARMS[1], 1, image_size)
+    model.eval()
+    cls, grid = split_tokens(model.backbone, model.backbone.forward_features(prepare(images[:n].float())))
+    out = {}
+    for name, f in (("cls", cls), ("mean_patch", grid.mean(dim=(1, 2)))):
+        between, common = f.std(0).pow(2).mean().sqrt(), f.mean(0).pow(2).mean().sqrt()
+        out[name] = round(float(between / common), 4)
+    return out
+
+
 def load_plateau(path: str | Path = RECORDED) -> list[dict[str, Any]]:
     """The arms' records of a run's JSON ([] when there is none)."""
     path = Path(path)
@@ -237,8 +265,9 @@ def run_plateau(manifest: str | Path, out: str | Path, arms: tuple[PlateauArm, .
     records = load_plateau(out)
     done = {r["arm"] for r in records}
     todo = [a for a in arms if a.name not in done]
-    floor = json.loads(Path(out).read_text()).get("pixel_floor") if Path(out).exists() else None
-    if not todo and floor is not None:
+    previous = json.loads(Path(out).read_text()) if Path(out).exists() else {}
+    floor = previous.get("pixel_floor")
+    if not todo and floor is not None and "init_feature_spread" in previous:
         return records
     df = read_manifest(manifest)
     targets = discover_targets(df)
@@ -254,8 +283,9 @@ def run_plateau(manifest: str | Path, out: str | Path, arms: tuple[PlateauArm, .
                        cost=[a.steps for a in todo]) if todo else []
     records = [r for r in records if r["arm"] not in {a.name for a in todo}] + results
     floor = floor or pixel_floor(train, test, targets.findings)
+    spread = previous.get("init_feature_spread") or init_feature_spread(test["images"], size)
     atomic.write_json(Path(out), {"data": {**DATA, "source": source or str(manifest)}, "pixel_floor": floor,
-                                  "arms": records})
+                                  "init_feature_spread": spread, "arms": records})
     return records
 
 
