@@ -114,12 +114,15 @@ class _ViTFindings(nn.Module):
         self.norm = nn.BatchNorm1d(width) if head_norm == "batchnorm" else nn.Identity()
         self.head = nn.Linear(width, n_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pooled(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The head's inputs, each (B, D): [CLS], the mean patch token, and with ``cls_mean_max`` the maximum."""
         from raddino_lib.models.backbone import split_tokens
 
         cls, grid = split_tokens(self.backbone, self.backbone.forward_features(x))  # (B, D), (B, h, w, D)
-        pooled = [cls, grid.mean(dim=(1, 2))] + ([grid.amax(dim=(1, 2))] if self.pooling == "cls_mean_max" else [])
-        return self.head(self.norm(torch.cat(pooled, dim=1)))
+        return [cls, grid.mean(dim=(1, 2))] + ([grid.amax(dim=(1, 2))] if self.pooling == "cls_mean_max" else [])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(torch.cat(self.pooled(x), dim=1)))
 
 
 def _model(arm: PlateauArm, n_out: int, image_size: int) -> tuple[nn.Module, Any]:
@@ -229,13 +232,10 @@ def init_feature_spread(images: torch.Tensor, image_size: int = 64, n: int = 256
     """How much the ceiling's ViT's pooled features differ between images at initialisation: per pooled input of
     the head ([CLS], mean patch), the root mean square over features of the standard deviation across the first
     ``n`` ``images``, divided by the root mean square of the features' mean (what every image shares)."""
-    from raddino_lib.models.backbone import split_tokens
-
-    model, prepare = _model(ARMS[1], 1, image_size)
+    model, prepare = _model(ARMS[1], 1, image_size)  # the ceiling's ViT, head on [CLS, mean patch]
     model.eval()
-    cls, grid = split_tokens(model.backbone, model.backbone.forward_features(prepare(images[:n].float())))
     out = {}
-    for name, f in (("cls", cls), ("mean_patch", grid.mean(dim=(1, 2)))):
+    for name, f in zip(("cls", "mean_patch"), model.pooled(prepare(images[:n].float())), strict=True):
         between, common = f.std(0).pow(2).mean().sqrt(), f.mean(0).pow(2).mean().sqrt()
         out[name] = round(float(between / common), 4)
     return out
