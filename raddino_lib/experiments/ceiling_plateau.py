@@ -18,7 +18,8 @@ and changes one thing per arm:
   W_q W_kᵀ ≈ αZ + βI, W_v W_oᵀ ≈ αZ − βI, Z random), an initialisation known to help ViTs on small data, 400 steps.
 - ``vit_bn_head``: a BatchNorm on the head's input, which standardises each pooled feature over the batch (as a
   linear probe standardises frozen features): does the ViT's plateau come from pooled features whose differences
-  between images are small beside their common part? 400 steps.
+  between images are small beside their common part? 400 steps;
+- ``vit_bn_head_1200``: the same, 1,200 steps.
 
 Each record: the training loss every 25 steps (mean of the 25), the base-rate loss, the first step whose running
 mean of 50 steps lies 5% below the base rate (``escape_step``; None: never), the test macro AUROC of the model's
@@ -72,6 +73,7 @@ ARMS: tuple[PlateauArm, ...] = (
     PlateauArm("vit_mimetic", "vit", init="mimetic", note="mimetic attention initialisation (Trockman & Kolter 2023)"),
     PlateauArm("vit_bn_head", "vit", head_norm="batchnorm",
                note="a BatchNorm on the head's input: each pooled feature standardised over the batch"),
+    PlateauArm("vit_bn_head_1200", "vit", steps=1200, head_norm="batchnorm", note="the same, 3x the steps"),
 )
 DATA = {"n": 3000, "size": 96, "seed": 0, "image_size": 64, "batch_size": 32, "lr": 1e-3, "max_shift": 4}
 
