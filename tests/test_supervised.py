@@ -123,3 +123,27 @@ def test_an_interrupted_run_resumes_to_the_same_weights(toy, monkeypatch):
 def test_bad_config_names_the_field():
     with pytest.raises(ValueError, match="manifest"):
         sup.SupervisedConfig()
+
+
+def test_heads_read_pooled_features_standardised_over_the_batch(toy):
+    """head_norm="batchnorm": whatever the backbone's pooled features, the heads see each one at mean 0, std 1
+    over the batch (the fix for the ViT's findings plateau, experiments.ceiling_plateau); "" leaves them raw."""
+    from raddino_lib.models.backbone import split_tokens
+
+    targets = sup.discover_targets(read_manifest(toy[0]))
+    torch.manual_seed(0)
+    backbone = create_backbone("vit_tiny", patch_size=8, img_size=32, depth=2)
+    images = torch.rand(16, 3, 32, 32)
+    cls, grid = split_tokens(backbone, backbone.forward_features(images))
+    raw = torch.cat([cls, grid.mean(dim=(1, 2))], dim=1)
+    seen = {}
+    for norm in ("batchnorm", ""):
+        model = sup.MultiTaskModel(backbone, targets, head_norm=norm).train()
+        model.findings.register_forward_hook(lambda m, inp, out, norm=norm: seen.__setitem__(norm, inp[0]))
+        model(images)
+    assert torch.allclose(seen[""], raw, atol=1e-5)
+    by_hand = (raw - raw.mean(0)) / (raw.var(0, unbiased=False) + 1e-5).sqrt()  # BatchNorm1d's eps, at init
+    assert torch.allclose(seen["batchnorm"], by_hand, atol=1e-3)
+    assert raw.std(0).mean() < 0.5  # the backbone's own spread across images is far from 1
+    with pytest.raises(ValueError, match="head_norm"):
+        sup.SupervisedConfig(manifest="m.csv", head_norm="layernorm")

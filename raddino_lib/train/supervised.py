@@ -72,6 +72,9 @@ class SupervisedConfig:
     findings_weight: float = 1.0  # weight of the multi-label findings loss
     metadata_weight: float = 1.0  # weight of the mean patient-field loss (age, BMI, sex, view, site)
     segmentation_weight: float = 1.0  # weight of the dense mask loss (BCE + soft Dice)
+    head_norm: str = "batchnorm"  # "batchnorm": the linear heads read [CLS, mean patch] standardised over the
+    # batch (the ViT's pooled features at init differ little between images beside their common part; without it
+    # the findings loss sits at the base rate for hundreds of steps: experiments.ceiling_plateau); "" = none
     mask_size: int = 0  # side of the soft (area-averaged) mask targets; 0 = 4 x the patch grid
     max_shift: int = 4  # random translation in pixels, applied to image and masks alike; 0 = none
     checkpoint_every: int = 100  # steps between resumable checkpoints; 0 = only at the end
@@ -83,10 +86,12 @@ class SupervisedConfig:
         bad = {k: getattr(self, k) for k, ok in {
             "manifest": bool(self.manifest), "batch_size": self.batch_size >= 2, "max_steps": self.max_steps >= 1,
             "lr": self.lr > 0, "image_size": self.image_size > 0, "max_shift": self.max_shift >= 0,
-            "warmup_steps": self.warmup_steps <= self.max_steps, "mask_size": self.mask_size >= 0}.items() if not ok}
+            "warmup_steps": self.warmup_steps <= self.max_steps, "mask_size": self.mask_size >= 0,
+            "head_norm": self.head_norm in ("", "batchnorm")}.items() if not ok}
         if bad:
             raise ValueError(f"SupervisedConfig: invalid {bad} (manifest is required; batch_size >= 2; "
-                             "max_steps >= 1; lr > 0; max_shift, mask_size >= 0; warmup_steps <= max_steps)")
+                             "max_steps >= 1; lr > 0; max_shift, mask_size >= 0; warmup_steps <= max_steps; "
+                             "head_norm '' or 'batchnorm')")
 
     @property
     def warmup(self) -> int:
@@ -96,13 +101,14 @@ class SupervisedConfig:
 # ===== model =====
 
 class MultiTaskModel(nn.Module):
-    """A backbone with linear heads on [CLS, mean patch] and a 1x1 conv on the patch grid (only for the targets
-    the manifest has)."""
+    """A backbone with linear heads on [CLS, mean patch] (standardised over the batch with ``head_norm``) and a
+    1x1 conv on the patch grid (only for the targets the manifest has). Only the backbone is kept."""
 
-    def __init__(self, backbone: nn.Module, targets: Targets) -> None:
+    def __init__(self, backbone: nn.Module, targets: Targets, head_norm: str = "") -> None:
         super().__init__()
         d = backbone.embed_dim
         self.backbone = backbone
+        self.norm = nn.BatchNorm1d(2 * d) if head_norm == "batchnorm" else nn.Identity()
         self.findings = nn.Linear(2 * d, len(targets.findings)) if targets.findings else None
         self.regression = nn.Linear(2 * d, len(targets.regression)) if targets.regression else None
         self.classifiers = nn.ModuleDict({k: nn.Linear(2 * d, len(v)) for k, v in targets.classes.items()})
@@ -113,7 +119,7 @@ class MultiTaskModel(nn.Module):
         from raddino_lib.models.backbone import split_tokens
 
         cls, grid = split_tokens(self.backbone, self.backbone.forward_features(images))  # (B, D), (B, h, w, D)
-        pooled = torch.cat([cls, grid.mean(dim=(1, 2))], dim=1)  # (B, 2D)
+        pooled = self.norm(torch.cat([cls, grid.mean(dim=(1, 2))], dim=1))  # (B, 2D)
         out = {k: head(pooled) for k, head in self.classifiers.items()}
         if self.findings is not None:
             out["findings"] = self.findings(pooled)
@@ -213,7 +219,7 @@ def train_supervised(cfg: SupervisedConfig, progress: bool = True) -> Path:
     data = load_split(df, targets, "train", cfg.image_size, mask_size)
 
     # ===== model, optimizer, schedule; resume from the last checkpoint =====
-    model = MultiTaskModel(backbone, targets).to(device)
+    model = MultiTaskModel(backbone, targets, cfg.head_norm).to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n and "token" not in n]
     other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos_embed" not in n and "token" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
