@@ -72,6 +72,9 @@ class Claim:
 CLAIMS: tuple[Claim, ...] = (
     Claim("classification", "Image-only SSL matches or beats language supervision on classification",
           "findings macro AUROC, linear probe on CLS", "03", ("cls_macro_auroc",)),
+    Claim("classification_clsmean", "Image-only SSL matches or beats language supervision on classification",
+          "findings macro AUROC, linear probe on [CLS, mean patch] (DINOv2's linear evaluation)", "03",
+          ("clsmean_macro_auroc",)),
     Claim("segmentation_upernet", "Image-only SSL matches or beats language supervision on segmentation",
           "Dice over all structures, UPerNet head on 4 frozen layers", "04", ("dice_mean_upernet",)),
     Claim("segmentation_linear", "Image-only SSL matches or beats language supervision on segmentation",

@@ -21,6 +21,7 @@ from raddino_lib.results import RESULTS_NAME, read_results
 # (notebook, metric, column title): the tasks of the paper's comparison.
 HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("03_classification_probe", "cls_macro_auroc", "findings AUROC (linear, CLS)"),
+    ("03_classification_probe", "clsmean_macro_auroc", "findings AUROC (linear, CLS + mean patch)"),
     ("03_classification_probe", "knn_macro_auroc", "findings AUROC (kNN)"),
     ("04_segmentation_probe", "dice_mean", "Dice, all structures (linear)"),
     ("04_segmentation_probe", "dice_mean_upernet", "Dice, all structures (UPerNet)"),
