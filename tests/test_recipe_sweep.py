@@ -63,6 +63,10 @@ def test_recorded_sweeps_are_complete_and_consistent():
             assert r["overrides"] == json.loads(json.dumps(arm.overrides))
             assert 0 < r["dino_over_log_k"] < 1.2 and 0 <= r["val_best"] <= 1
             assert r["val_best"] == max(v for _, v in r["val"])
+    toy = {r["arm"]: r for r in rs.load_sweep(rs.RESULTS_DIR / "recipe_sweep_toy.json")}
+    long = toy.pop("combined_1200")  # with time the loss leaves log K and the toy probe scores its best
+    assert long["dino_over_log_k"] < 0.8 < toy["combined"]["dino_over_log_k"]
+    assert long["val_best"] > max(r["val_best"] for r in toy.values())
 
 
 @pytest.mark.slow

@@ -108,6 +108,8 @@ SWEEPS: dict[str, list[Arm]] = {
         Arm("combined_t0.04", _COMBINED, "the helpful settings together: BatchNorm head, teacher momentum 0.9, "
             "mild crops, lite photometrics, 4x lr"),
         Arm("combined", {**_COMBINED, **_SHARP}, "the same with teacher temperature 0.02"),
+        Arm("combined_1200", {**_COMBINED, **_SHARP, "max_steps": 1200, "eval_every": 100},
+            "the same, 8x the steps: does the plateau end with time, as the supervised ceiling's did?"),
     ],
     "phantoms": [
         Arm("base", {}, "the cpu profile's recipe: LayerScale 1e-5"),
@@ -123,6 +125,8 @@ SWEEPS: dict[str, list[Arm]] = {
         Arm("combined", {**_COMBINED, **_SHARP, "eval_every": 100}, "the toy sweep's combined arm: BatchNorm head, "
             "teacher momentum 0.9 and temperature 0.02, mild crops, lite photometrics, 4x lr"),
         Arm("combined_lr_2x", {**_COMBINED, **_SHARP, "eval_every": 100, "base_lr": 0.008}, "the same at 2x lr"),
+        Arm("combined_1200", {**_COMBINED, **_SHARP, "max_steps": 1200, "eval_every": 200},
+            "the toy sweep's combined arm, 4x the steps: does the plateau end with time?"),
     ],
 }
 
