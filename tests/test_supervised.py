@@ -147,3 +147,11 @@ def test_heads_read_pooled_features_standardised_over_the_batch(toy):
     assert raw.std(0).mean() < 0.5  # the backbone's own spread across images is far from 1
     with pytest.raises(ValueError, match="head_norm"):
         sup.SupervisedConfig(manifest="m.csv", head_norm="layernorm")
+
+
+def test_a_single_train_image_is_refused_with_batchnorm_heads(toy, monkeypatch):
+    """BatchNorm needs two images per batch: one train image gets a clear error, not a torch traceback."""
+    real = sup.load_split
+    monkeypatch.setattr(sup, "load_split", lambda *a, **k: {key: v[:1] for key, v in real(*a, **k).items()})
+    with pytest.raises(ValueError, match="at least 2 train images"):
+        sup.train_supervised(_cfg(toy, cache="one"), progress=False)

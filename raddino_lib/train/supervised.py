@@ -4,8 +4,9 @@ A probe result is readable only between a floor (what needs no learning: random 
 ceiling (what this architecture can reach on this data when it is *told* the answer). The ceiling here is one
 backbone trained once, multi-task, on the train split:
 
-    image (B, 3, S, S) → backbone → [CLS, mean patch] (B, 2D) → linear heads: findings (multi-label BCE),
-                                                               age and BMI (standardized MSE), sex, view, site (CE)
+    image (B, 3, S, S) → backbone → [CLS, mean patch] (B, 2D) → BatchNorm → linear heads: findings (multi-label
+                                                                 BCE), age and BMI (standardized MSE), sex, view,
+                                                                 site (CE)
                                   → patch grid (B, h, w, D) → 1×1 conv → every mask structure (BCE + soft Dice)
 
 It is then frozen and probed exactly like the SSL and language encoders (same features, same probes), so every
@@ -217,6 +218,9 @@ def train_supervised(cfg: SupervisedConfig, progress: bool = True) -> Path:
     backbone = build_backbone(cfg)
     mask_size = cfg.mask_size or 4 * (cfg.image_size // backbone.spec.patch_size)
     data = load_split(df, targets, "train", cfg.image_size, mask_size)
+    if cfg.head_norm == "batchnorm" and len(data["images"]) < 2:
+        raise ValueError(f"{cfg.manifest}: the supervised ceiling needs at least 2 train images for its BatchNorm "
+                         f"heads, the train split has {len(data['images'])}; add train rows or set head_norm=''")
 
     # ===== model, optimizer, schedule; resume from the last checkpoint =====
     model = MultiTaskModel(backbone, targets, cfg.head_norm).to(device)
