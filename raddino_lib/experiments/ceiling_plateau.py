@@ -234,7 +234,8 @@ def init_feature_spread(images: torch.Tensor, image_size: int = 64, n: int = 256
     """How much the ceiling's ViT's pooled features differ between images at initialisation: per pooled input of
     the head ([CLS], mean patch), the root mean square over features of the standard deviation across the first
     ``n`` ``images``, divided by the root mean square of the features' mean (what every image shares)."""
-    model, prepare = _model(ARMS[1], 1, image_size)  # the ceiling's ViT, head on [CLS, mean patch]
+    vit = next(a for a in ARMS if a.name == "vit")  # the ceiling's ViT, head on [CLS, mean patch]
+    model, prepare = _model(vit, 1, image_size)
     model.eval()
     out = {}
     for name, f in zip(("cls", "mean_patch"), model.pooled(prepare(images[:n].float())), strict=True):
