@@ -18,7 +18,7 @@ def _record(arm, dino=0.9, best=0.5):
 def test_sweep_resumes_skips_finished_arms_and_reruns_changed_ones(tmp_path, monkeypatch):
     calls = []
 
-    def fake_run_arm(kind, arm, root, device="cpu"):
+    def fake_run_arm(kind, arm, root, device="cpu", test=False):
         calls.append(arm.name)
         return _record(arm)
 
@@ -55,7 +55,7 @@ def test_unknown_arm_and_data_are_refused(tmp_path):
 
 def test_recorded_sweeps_are_complete_and_consistent():
     """The sweeps notebook 01 shows: every arm of SWEEPS recorded, with its current overrides."""
-    for kind in ("toy", "phantoms"):
+    for kind in ("toy", "phantoms", "phantoms_gpu"):
         records = {r["arm"]: r for r in rs.load_sweep(rs.RESULTS_DIR / f"recipe_sweep_{kind}.json")}
         assert set(records) == {a.name for a in rs.SWEEPS[kind]}
         for arm in rs.SWEEPS[kind]:
@@ -67,6 +67,58 @@ def test_recorded_sweeps_are_complete_and_consistent():
     long = toy.pop("combined_1200")  # with time the loss leaves log K and the toy probe scores its best
     assert long["dino_over_log_k"] < 0.8 < toy["combined"]["dino_over_log_k"]
     assert long["val_best"] > max(r["val_best"] for r in toy.values())
+
+
+def test_recorded_gpu_arms_test_split_ssl_leaves_random_init_with_steps():
+    """The phantoms' combined recipe on a GPU (notebook 01 section 7): the test probes of its best teacher against
+    its random init. Every arm starts from the same init (seed 0), so the random rows agree; at 600 steps the
+    intervals overlap, at 1,200 and 2,000 they are apart, and the SSL score grows with the steps."""
+    records = rs.load_sweep(rs.RESULTS_DIR / "recipe_sweep_phantoms_gpu.json")
+    assert [r["steps"] for r in records] == [600, 1200, 2000]
+    assert all(r["device"].startswith("NVIDIA") for r in records)
+    for r in records:
+        for enc in ("ssl", "random"):
+            for value, low, high in r["test"][enc].values():
+                assert low <= value <= high
+    assert all(r["test"]["random"] == records[0]["test"]["random"] for r in records)
+    table = rs.test_table(records)
+    assert list(table["apart, [CLS]"]) == [False, True, True]
+    ssl = [r["test"]["ssl"]["cls"][0] for r in records]
+    assert ssl == sorted(ssl) and records[-1]["dino_over_log_k"] < 0.8
+
+
+def test_test_table_reads_the_intervals():
+    arm = rs.Arm("x")
+    apart = {"ssl": {"cls": [0.75, 0.72, 0.78], "clsmean": [0.70, 0.66, 0.74]},
+             "random": {"cls": [0.63, 0.58, 0.68], "clsmean": [0.66, 0.61, 0.70]}}
+    table = rs.test_table([_record(arm), {**_record(rs.Arm("y")), "test": apart}])
+    assert list(table.index) == ["y"]  # arms without test probes are left out
+    assert bool(table.loc["y", "apart, [CLS]"]) and not bool(table.loc["y", "apart, [CLS, mean patch]"])
+    assert table.loc["y", "SSL, [CLS]"] == "0.750 [0.720, 0.780]"
+    with pytest.raises(ValueError, match="no arm was run with test probes"):
+        rs.test_table([_record(arm)])
+
+
+def test_test_probes_are_refused_on_toy_shapes_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(rs, "_data", lambda kind, root: (tmp_path / "manifest.csv", 32, "shape"))
+    with pytest.raises(ValueError, match="test probes need the phantoms' findings"):
+        rs.run_arm("toy", rs.Arm("a"), tmp_path, test=True)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_one_phantoms_arm_with_test_probes_records_both_encoders(tmp_path, monkeypatch):
+    from raddino_lib.data.phantoms import generate
+
+    manifest = generate(tmp_path / "ph", n=48, size=32, seed=0, balanced=True)
+    monkeypatch.setattr(rs, "_data", lambda kind, root: (manifest, 32, ""))
+    monkeypatch.setitem(rs.BASES, "phantoms", {**rs.BASES["phantoms"], "max_steps": 4, "eval_every": 2,
+                                               "batch_size": 8, "global_crop_size": 32, "local_crop_size": 16})
+    record = rs.run_arm("phantoms", rs.Arm("tiny", {}), tmp_path, test=True)
+    assert set(record["test"]) == {"ssl", "random"} and record["device"].startswith("cpu")
+    for enc in ("ssl", "random"):
+        value, low, high = record["test"][enc]["clsmean"]
+        assert 0 <= low <= value <= high <= 1
 
 
 @pytest.mark.slow
@@ -101,3 +153,21 @@ def test_outside_comparison_is_recorded_for_every_run_and_tabled_beside_the_pack
     assert list(table.index) == [*(name for name, _, _ in od.RUNS), "base", "plain_dino_600"]
     assert table.loc["plain_dino_600", "steps"] == 600 and table.loc["base", "peak lr"] == pytest.approx(5e-4)
     assert table.loc["lightly_600", "val accuracy, last"] == records[1]["val"][-1][1]
+
+
+def test_test_by_steps_figure_has_one_point_per_arm_for_each_probe():
+    import matplotlib.pyplot as plt
+
+    from raddino_lib.viz.training import plot_test_by_steps
+
+    records = rs.load_sweep(rs.RESULTS_DIR / "recipe_sweep_phantoms_gpu.json")
+    fig = plot_test_by_steps(records[::-1])  # sorted by steps whatever the order given
+    left, right = fig.axes[:2]
+    assert len(left.containers) == 2  # one errorbar series per probe
+    for container, probe in zip(left.containers, ("cls", "clsmean"), strict=True):
+        assert list(container.lines[0].get_xdata()) == [600, 1200, 2000]
+        assert list(container.lines[0].get_ydata()) == [r["test"]["ssl"][probe][0] for r in records]
+    assert len(right.lines) == len(records)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no arm with test probes"):
+        plot_test_by_steps([{k: v for k, v in r.items() if k != "test"} for r in records])

@@ -13,10 +13,14 @@ pretraining run, a set of ``PretrainConfig`` overrides on a common base, and rec
   random init, ``val_best`` the best of them (``probe.selection.knn_val_scorer``).
 
 Two data sets: the toy shapes (8 classes, kNN accuracy; ``data.toy_shapes``) and phantoms (findings macro
-AUROC). ``run_sweep`` appends each finished arm to a JSON file and skips arms already there, so an
+AUROC). ``phantoms_gpu`` runs the phantoms' recipe for more steps than two cores allow, on a GPU. With ``test``
+(``--test``) an arm on phantoms also records the test split's linear probes of its best teacher and of its random
+init (findings macro AUROC on [CLS] and on [CLS, mean patch], 95% patient-bootstrap intervals; ``test_table``).
+``run_sweep`` appends each finished arm to a JSON file and skips arms already there, so an
 interrupted sweep resumes. The recorded sweeps live in ``raddino_lib/experiments/results/``.
 
     python -m raddino_lib.experiments.recipe_sweep --data toy --out toy.json
+    python -m raddino_lib.experiments.recipe_sweep --data phantoms_gpu --device cuda --test --out gpu.json
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["BASES", "SWEEPS", "Arm", "load_sweep", "run_arm", "run_sweep", "sweep_table"]
+__all__ = ["BASES", "SWEEPS", "Arm", "load_sweep", "run_arm", "run_sweep", "sweep_table", "test_table"]
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -58,6 +62,8 @@ BASES: dict[str, dict[str, Any]] = {
                  "n_local_crops": 4, "batch_size": 32, "max_steps": 300, "out_dim": 1024, "head_hidden_dim": 512,
                  "head_bottleneck_dim": 128, "eval_every": 50, **_TEACHER},
 }
+# the same data and model on one GPU, images decoded by 8 worker processes (a 16-core host)
+BASES["phantoms_gpu"] = {**BASES["phantoms"], "num_workers": 8}
 
 _CB = {"head_use_bn": True, "head_center_bottleneck": True}
 _EASY = {"global_crops_scale": (0.8, 1.0), "n_local_crops": 0, "mask_probability": 0.0, "drop_path_rate": 0.0}
@@ -127,6 +133,17 @@ SWEEPS: dict[str, list[Arm]] = {
         Arm("combined_lr_2x", {**_COMBINED, **_SHARP, "eval_every": 100, "base_lr": 0.008}, "the same at 2x lr"),
         Arm("combined_1200", {**_COMBINED, **_SHARP, "max_steps": 1200, "eval_every": 200},
             "the toy sweep's combined arm, 4x the steps: does the plateau end with time?"),
+        Arm("combined_1200_batch16", {**_COMBINED, **_SHARP, "max_steps": 1200, "eval_every": 200, "batch_size": 16},
+            "the same steps at half the batch (about half the time): can a smaller batch buy the steps?"),
+    ],
+    # the combined arm for 2x, 4x and 6.7x the cpu profile's steps: where do its features leave random init's?
+    "phantoms_gpu": [
+        Arm("combined_600", {**_COMBINED, **_SHARP, "max_steps": 600, "eval_every": 60, "precision": "fp32"},
+            "the combined arm, 2x the cpu profile's steps, fp32"),
+        Arm("combined_1200", {**_COMBINED, **_SHARP, "max_steps": 1200, "eval_every": 120, "precision": "fp32"},
+            "the same, 4x the steps (the phantoms sweep's combined_1200 with val scored more often)"),
+        Arm("combined_2000", {**_COMBINED, **_SHARP, "max_steps": 2000, "eval_every": 200},
+            "the same, 6.7x the steps, bf16 autocast"),
     ],
 }
 
@@ -140,14 +157,36 @@ def _data(kind: str, root: Path) -> tuple[Path, int, str]:
         if not manifest.exists():
             generate_shapes(root / "shapes", n=960, size=32, seed=0)
         return manifest, 32, "shape"
-    if kind == "phantoms":
+    if kind in ("phantoms", "phantoms_gpu"):
         from raddino_lib.data.phantoms import generate
 
         return generate(root / "phantoms", n=3000, size=96, seed=0, balanced=False, workers=2), 64, ""
     raise ValueError(f"unknown sweep data {kind!r}; choose one of {sorted(BASES)}")
 
 
-def run_arm(kind: str, arm: Arm, root: str | Path, device: str = "cpu") -> dict[str, Any]:
+def _test_probes(run_dir: Path, manifest: Path, size: int, device: str) -> dict[str, dict[str, list[float]]]:
+    """Test-split linear probes (findings macro AUROC, [CLS] and [CLS, mean patch]) of the best teacher and init."""
+    from raddino_lib.probe.compare import compare_classification
+
+    encoders = {"ssl": str(run_dir / "backbone_best.safetensors"), "random": str(run_dir / "backbone_init.safetensors")}
+    res = compare_classification(encoders, str(manifest), None, size, n_boot=300, seed=0, device=device,
+                                 log=lambda _: None)
+    return {enc: {probe: [round(cells[f"{probe}_macro_auroc"][k], 4) for k in ("value", "ci_low", "ci_high")]
+                  for probe in ("cls", "clsmean")} for enc, cells in res.table.items()}
+
+
+def _device_name(device: str) -> str:
+    import platform
+
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        gpu = torch.device(device if ":" in device else "cuda")
+        return f"{torch.cuda.get_device_name(gpu)}, torch {torch.__version__}"
+    return f"cpu ({platform.processor() or platform.machine()}), torch {torch.__version__}"
+
+
+def run_arm(kind: str, arm: Arm, root: str | Path, device: str = "cpu", test: bool = False) -> dict[str, Any]:
     """Pretrain one arm on ``kind``'s data under ``root`` and return its record (see the module docstring)."""
     from raddino_lib.models import load_backbone
     from raddino_lib.probe.selection import knn_val_scorer
@@ -156,6 +195,8 @@ def run_arm(kind: str, arm: Arm, root: str | Path, device: str = "cpu") -> dict[
 
     root = Path(root)
     manifest, size, label_column = _data(kind, root)
+    if test and label_column:
+        raise ValueError(f"test probes need the phantoms' findings; the {kind} data has none (drop --test)")
     run_dir = root / "runs" / kind / arm.name
     shutil.rmtree(run_dir, ignore_errors=True)
     cfg = PretrainConfig(**{**BASES[kind], **arm.overrides}, manifest=str(manifest), output_dir=str(run_dir),
@@ -172,7 +213,11 @@ def run_arm(kind: str, arm: Arm, root: str | Path, device: str = "cpu") -> dict[
 
     val = pd.read_csv(run_dir / "val_scores.csv")
     val_init = scorer(load_backbone(result.backbone_init_path))
-    return {"data": kind, "arm": arm.name, "note": arm.note, "overrides": arm.overrides, "steps": cfg.max_steps,
+    extra: dict[str, Any] = {"device": _device_name(device)}
+    if test:
+        extra["test"] = _test_probes(run_dir, manifest, size, device)
+    return {**extra, "data": kind, "arm": arm.name, "note": arm.note, "overrides": arm.overrides,
+            "steps": cfg.max_steps,
             "wall_s": round(wall, 1), "dino_over_log_k": round(mean("dino_loss") / log_k, 4),
             "teacher_entropy": round(mean("teacher_entropy") / log_k, 4),
             "student_entropy": round(mean("student_entropy") / log_k, 4),
@@ -187,8 +232,8 @@ def load_sweep(path: str | Path) -> list[dict[str, Any]]:
     return json.loads(path.read_text())["arms"] if path.exists() else []
 
 
-def run_sweep(kind: str, out: str | Path, root: str | Path, arms: Iterable[str] = (), device: str = "cpu"
-              ) -> list[dict[str, Any]]:
+def run_sweep(kind: str, out: str | Path, root: str | Path, arms: Iterable[str] = (), device: str = "cpu",
+              test: bool = False) -> list[dict[str, Any]]:
     """Run the arms of ``SWEEPS[kind]`` (or those named) not yet in ``out``; rewrite ``out`` after each."""
     from raddino_lib import atomic
 
@@ -200,7 +245,7 @@ def run_sweep(kind: str, out: str | Path, root: str | Path, arms: Iterable[str] 
         if (wanted and arm.name not in wanted) or key in done:
             continue
         print(f"[{kind}] {arm.name}: {arm.note}", flush=True)
-        records = [r for r in records if r["arm"] != arm.name] + [run_arm(kind, arm, root, device)]
+        records = [r for r in records if r["arm"] != arm.name] + [run_arm(kind, arm, root, device, test)]
         atomic.write_json(Path(out), {"data": kind, "base": BASES[kind], "arms": records})
     return records
 
@@ -216,6 +261,25 @@ def sweep_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("arm")
 
 
+def test_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Arms with test probes: steps, best val score, and each probe's test macro AUROC for SSL and random init
+    ("value [low, high]"), with whether the two 95% intervals are apart."""
+    rows = []
+    for r in records:
+        if "test" not in r:
+            continue
+        row: dict[str, Any] = {"arm": r["arm"], "steps": r["steps"], "val best": r["val_best"]}
+        for probe, label in (("cls", "[CLS]"), ("clsmean", "[CLS, mean patch]")):
+            ssl, rnd = r["test"]["ssl"][probe], r["test"]["random"][probe]
+            row[f"SSL, {label}"] = f"{ssl[0]:.3f} [{ssl[1]:.3f}, {ssl[2]:.3f}]"
+            row[f"random, {label}"] = f"{rnd[0]:.3f} [{rnd[1]:.3f}, {rnd[2]:.3f}]"
+            row[f"apart, {label}"] = ssl[1] > rnd[2]
+        rows.append(row)
+    if not rows:
+        raise ValueError("test_table: no arm was run with test probes (run_sweep(..., test=True) or --test)")
+    return pd.DataFrame(rows).set_index("arm")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=sorted(SWEEPS), default="toy")
@@ -223,12 +287,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", default="runs/recipe_sweep", help="folder for the data and the runs")
     parser.add_argument("--arms", default="", help="comma-separated arm names (default: every arm)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--test", action="store_true",
+                        help="also probe each arm's best teacher and random init on the test split (phantoms only)")
     args = parser.parse_args(argv)
     arms = [a for a in args.arms.split(",") if a]
     unknown = set(arms) - {a.name for a in SWEEPS[args.data]}
     if unknown:
         parser.error(f"unknown arms {sorted(unknown)}; the {args.data} sweep has {[a.name for a in SWEEPS[args.data]]}")
-    run_sweep(args.data, args.out, args.root, arms, args.device)
+    run_sweep(args.data, args.out, args.root, arms, args.device, args.test)
 
 
 if __name__ == "__main__":

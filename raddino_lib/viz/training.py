@@ -162,3 +162,35 @@ def plot_recipe_sweep(records: list[dict], title: str = "") -> Figure:
     if title:
         fig.suptitle(title)
     return fig
+
+
+def plot_test_by_steps(records: list[dict], title: str = "") -> Figure:
+    """Arms of one recipe run for different lengths, with test probes (``recipe_sweep.run_arm(test=True)``).
+
+    Left: each probe's test findings macro AUROC of the best teacher against the steps, with its 95% interval as
+    error bars, and the random init's interval as a band: the steps at which the bars leave the band are the
+    shortest run whose features are measurably better than random init. Right: the val kNN score during each run.
+    """
+    records = sorted((r for r in records if "test" in r), key=lambda r: r["steps"])
+    if not records:
+        raise ValueError("plot_test_by_steps: no arm with test probes")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), constrained_layout=True)
+    steps = np.array([r["steps"] for r in records])
+    for (probe, label), color in zip((("cls", "[CLS]"), ("clsmean", "[CLS, mean patch]")), ("C0", "C1"),
+                                     strict=True):
+        ssl = np.array([r["test"]["ssl"][probe] for r in records])  # (arms, 3): value, low, high
+        rnd = np.array(records[0]["test"]["random"][probe])
+        left.errorbar(steps, ssl[:, 0], yerr=[ssl[:, 0] - ssl[:, 1], ssl[:, 2] - ssl[:, 0]], color=color, marker="o",
+                      capsize=4, label=f"SSL, {label}")
+        left.axhspan(rnd[1], rnd[2], color=color, alpha=0.12, label=f"random init, {label} ({rnd[0]:.3f})")
+    left.set(xlabel="pretraining steps", ylabel="test findings macro AUROC (linear probe)",
+             title="test probes of the best teacher, 95% intervals", xticks=steps)
+    left.legend(fontsize=7, loc="upper left")
+    for i, r in enumerate(records):
+        right.plot([0] + [s for s, _ in r["val"]], [r["val_init"]] + [v for _, v in r["val"]], marker="o", ms=3,
+                   color=plt.cm.viridis(i / max(len(records) - 1, 1)), label=f"{r['arm']} ({r['steps']} steps)")
+    right.set(xlabel="step", ylabel=f"val kNN {records[0]['val_kind']}", title="validation score during pretraining")
+    right.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
