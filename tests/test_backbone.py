@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from raddino_lib.models import ARCHS, backbone_spec, create_backbone, split_tokens
+from raddino_lib.models import ARCHS, backbone_spec, create_backbone, pool_tokens, split_tokens
 from raddino_lib.models.backbone import interpolate_pos_embed
 
 
@@ -30,6 +30,20 @@ def test_registers_are_skipped_by_split_tokens():
     assert tokens.shape == (1, 1 + 4 + 16, 192)
     cls, patches = split_tokens(model, tokens)
     assert torch.equal(patches.reshape(1, 16, 192), tokens[:, 5:])
+
+
+def test_pool_tokens_averages_the_patch_tokens_alone_and_passes_gradients():
+    model = tiny(num_register_tokens=4)
+    tokens = torch.zeros(2, 1 + 4 + 16, 192, requires_grad=True)
+    with torch.no_grad():
+        tokens[:, 0] = 7.0  # [CLS]
+        tokens[:, 1:5] = 100.0  # registers: never pooled
+        tokens[:, 5:] = torch.arange(16.0).view(1, 16, 1)  # patches 0..15: mean 7.5
+    cls, mean_patch, grid = pool_tokens(model, tokens)
+    assert torch.equal(cls, torch.full((2, 192), 7.0)) and torch.equal(mean_patch, torch.full((2, 192), 7.5))
+    assert grid.shape == (2, 4, 4, 192) and grid[0, 1, 2, 0] == 6.0  # row-major patch order
+    mean_patch.sum().backward()  # each patch token gets 1/16 of the gradient, the prefix tokens none from it
+    assert torch.allclose(tokens.grad[:, 5:], torch.full((2, 16, 192), 1 / 16)) and (tokens.grad[:, :5] == 0).all()
 
 
 def test_dynamic_size_and_intermediates_agree():

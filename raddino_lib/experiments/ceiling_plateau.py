@@ -118,10 +118,10 @@ class _ViTFindings(nn.Module):
 
     def pooled(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The head's inputs, each (B, D): [CLS], the mean patch token, and with ``cls_mean_max`` the maximum."""
-        from raddino_lib.models.backbone import split_tokens
+        from raddino_lib.models.backbone import pool_tokens
 
-        cls, grid = split_tokens(self.backbone, self.backbone.forward_features(x))  # (B, D), (B, h, w, D)
-        return [cls, grid.mean(dim=(1, 2))] + ([grid.amax(dim=(1, 2))] if self.pooling == "cls_mean_max" else [])
+        cls, mean_patch, grid = pool_tokens(self.backbone, self.backbone.forward_features(x))  # grid (B, h, w, D)
+        return [cls, mean_patch] + ([grid.amax(dim=(1, 2))] if self.pooling == "cls_mean_max" else [])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(torch.cat(self.pooled(x), dim=1)))

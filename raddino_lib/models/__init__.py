@@ -10,6 +10,7 @@ from raddino_lib.models.backbone import (
     backbone_from_spec,
     backbone_spec,
     create_backbone,
+    pool_tokens,
     split_tokens,
 )
 from raddino_lib.models.hf import export_hf
@@ -38,6 +39,7 @@ __all__ = [
     "export_hf",
     "file_digest",
     "load_backbone",
+    "pool_tokens",
     "read_backbone_meta",
     "read_backbone_spec",
     "save_backbone",

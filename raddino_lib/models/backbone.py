@@ -257,3 +257,13 @@ def split_tokens(model: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, 
         raise ValueError(f"{n} patch tokens do not form a square grid (tokens {tuple(tokens.shape)}, "
                          f"{n_prefix} prefix tokens); use square inputs")
     return tokens[:, 0], tokens[:, n_prefix:].reshape(B, side, side, D)  # (B, D), (B, h, w, D)
+
+
+def pool_tokens(model: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``split_tokens`` and the mean patch token: (B, 1 + R + N, D) -> cls (B, D), mean_patch (B, D), grid (B, h, w, D).
+
+    The pooled features every probe reads ([CLS], [CLS, mean patch]) and the supervised ceiling's heads train on;
+    differentiable (the probes call it under ``no_grad``).
+    """
+    cls, grid = split_tokens(model, tokens)
+    return cls, grid.mean(dim=(1, 2)), grid

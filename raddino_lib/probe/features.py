@@ -90,13 +90,12 @@ def layer_indices(depth: int, n: int = N_LAYERS) -> list[int]:
 
 def encode(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, 3, S, S) → cls (B, D), mean_patch (B, D), grid (B, h, w, D), all float32; bf16 autocast on CUDA."""
-    from raddino_lib.models.backbone import split_tokens
+    from raddino_lib.models.backbone import pool_tokens
 
     cuda = images.device.type == "cuda"
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
         tokens = model.forward_features(images)  # (B, 1 + R + h*w, D)
-    cls, grid = split_tokens(model, tokens.float())
-    return cls, grid.mean(dim=(1, 2)), grid
+    return pool_tokens(model, tokens.float())
 
 
 def encode_layers(model: torch.nn.Module, images: torch.Tensor, n_layers: int = N_LAYERS
@@ -106,17 +105,17 @@ def encode_layers(model: torch.nn.Module, images: torch.Tensor, n_layers: int = 
     ``layers`` are the grids of ``layer_indices(depth, n_layers)`` after the final norm (timm's
     ``forward_intermediates(norm=True)``); the last one equals the grid of ``forward_features``.
     """
-    from raddino_lib.models.backbone import split_tokens
+    from raddino_lib.models.backbone import pool_tokens
 
     indices = layer_indices(len(model.blocks), n_layers)
     unique = sorted(set(indices))
     cuda = images.device.type == "cuda"
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
         tokens, inter = model.forward_intermediates(images, indices=unique, norm=True, output_fmt="NCHW")
-    cls, grid = split_tokens(model, tokens.float())  # (B, D), (B, h, w, D)
+    cls, mean_patch, grid = pool_tokens(model, tokens.float())  # (B, D), (B, D), (B, h, w, D)
     by_index = dict(zip(unique, inter, strict=True))  # block -> (B, D, h, w)
     layers = torch.stack([by_index[i].float().permute(0, 2, 3, 1) for i in indices], dim=1)  # (B, L, h, w, D)
-    return cls, grid.mean(dim=(1, 2)), grid, layers
+    return cls, mean_patch, grid, layers
 
 
 def extract_features(backbone_path: str | os.PathLike, manifest: str | os.PathLike, cache_dir: str | os.PathLike | None,

@@ -117,10 +117,10 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images (B, 3, S, S) → findings (B, F), regression (B, R), <field> (B, K), masks (B, S_m, h, w) logits."""
-        from raddino_lib.models.backbone import split_tokens
+        from raddino_lib.models.backbone import pool_tokens
 
-        cls, grid = split_tokens(self.backbone, self.backbone.forward_features(images))  # (B, D), (B, h, w, D)
-        pooled = self.norm(torch.cat([cls, grid.mean(dim=(1, 2))], dim=1))  # (B, 2D)
+        cls, mean_patch, grid = pool_tokens(self.backbone, self.backbone.forward_features(images))  # grid (B, h, w, D)
+        pooled = self.norm(torch.cat([cls, mean_patch], dim=1))  # (B, 2D)
         out = {k: head(pooled) for k, head in self.classifiers.items()}
         if self.findings is not None:
             out["findings"] = self.findings(pooled)
