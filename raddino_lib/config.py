@@ -143,10 +143,10 @@ CPU = Profile(
                     "mask_ratio": 0.6, "batch_paired": 0.5, "text_init": "", "max_new_tokens": 160,
                     "n_boot": 200, "cnn_epochs": 6, "seg_epochs": 1, "seed": 0},
     },
-    recorded_s={"00_phantoms_tour": 64, "01_pretrain_rad_dino": 235, "02_language_supervised": 122,
-                "03_classification_probe": 321, "04_segmentation_probe": 145, "05_attention_maps": 28,
-                "06_metadata_correlation": 51, "07_report_generation": 253, "08_scaling_and_ablations": 295,
-                "09_ct_phantoms_tour": 27, "10_colipri_3d": 265},
+    recorded_s={"00_phantoms_tour": 62, "01_pretrain_rad_dino": 229, "02_language_supervised": 123,
+                "03_classification_probe": 422, "04_segmentation_probe": 139, "05_attention_maps": 31,
+                "06_metadata_correlation": 53, "07_report_generation": 260, "08_scaling_and_ablations": 295,
+                "09_ct_phantoms_tour": 28, "10_colipri_3d": 263},
 )
 
 GPU = Profile(
