@@ -263,17 +263,20 @@ def sweep_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def test_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Arms with test probes: steps, best val score, and each probe's test macro AUROC for SSL and random init
-    ("value [low, high]"), with whether the two 95% intervals are apart."""
+    ("value [low, high]"), with whether the two 95% intervals are apart (SSL's entirely above)."""
+    from raddino_lib.claims import separated
+    from raddino_lib.results import metric
+    from raddino_lib.summary import format_metric
+
     rows = []
     for r in records:
         if "test" not in r:
             continue
         row: dict[str, Any] = {"arm": r["arm"], "steps": r["steps"], "val best": r["val_best"]}
         for probe, label in (("cls", "[CLS]"), ("clsmean", "[CLS, mean patch]")):
-            ssl, rnd = r["test"]["ssl"][probe], r["test"]["random"][probe]
-            row[f"SSL, {label}"] = f"{ssl[0]:.3f} [{ssl[1]:.3f}, {ssl[2]:.3f}]"
-            row[f"random, {label}"] = f"{rnd[0]:.3f} [{rnd[1]:.3f}, {rnd[2]:.3f}]"
-            row[f"apart, {label}"] = ssl[1] > rnd[2]
+            ssl, rnd = (metric(*r["test"][enc][probe]) for enc in ("ssl", "random"))  # (value, low, high) lists
+            row[f"SSL, {label}"], row[f"random, {label}"] = format_metric(ssl), format_metric(rnd)
+            row[f"apart, {label}"] = bool(separated(ssl, rnd))
         rows.append(row)
     if not rows:
         raise ValueError("test_table: no arm was run with test probes (run_sweep(..., test=True) or --test)")
