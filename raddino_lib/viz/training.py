@@ -133,6 +133,11 @@ def plot_collapse_diagnostics(metrics_csv: str | Path, n_prototypes: int, embed_
     return fig
 
 
+def _val_curve(record: dict) -> tuple[list[int], list[float]]:
+    """(steps, val scores) of a sweep arm, starting at its random init (step 0)."""
+    return [0] + [s for s, _ in record["val"]], [record["val_init"]] + [v for _, v in record["val"]]
+
+
 def plot_recipe_sweep(records: list[dict], title: str = "") -> Figure:
     """A recipe sweep (``experiments.recipe_sweep``): what the loss says against what a probe says.
 
@@ -149,8 +154,7 @@ def plot_recipe_sweep(records: list[dict], title: str = "") -> Figure:
         left.scatter(r["dino_over_log_k"], r["val_best"], color=color, s=40, zorder=3)
         left.annotate(r["arm"], (r["dino_over_log_k"], r["val_best"]), fontsize=7, xytext=(4, 3),
                       textcoords="offset points")
-        steps = [0] + [s for s, _ in r["val"]]
-        right.plot(steps, [r["val_init"]] + [v for _, v in r["val"]], marker="o", ms=3, color=color, label=r["arm"])
+        right.plot(*_val_curve(r), marker="o", ms=3, color=color, label=r["arm"])
     init = float(np.mean([r["val_init"] for r in records]))
     left.axhline(init, color="k", ls="--", lw=1, label=f"random init ({init:.2f})")
     left.axvline(1.0, color="grey", ls=":", lw=1, label="uniform targets (log K)")
@@ -187,8 +191,8 @@ def plot_test_by_steps(records: list[dict], title: str = "") -> Figure:
              title="test probes of the best teacher, 95% intervals", xticks=steps)
     left.legend(fontsize=7, loc="upper left")
     for i, r in enumerate(records):
-        right.plot([0] + [s for s, _ in r["val"]], [r["val_init"]] + [v for _, v in r["val"]], marker="o", ms=3,
-                   color=plt.cm.viridis(i / max(len(records) - 1, 1)), label=f"{r['arm']} ({r['steps']} steps)")
+        right.plot(*_val_curve(r), marker="o", ms=3, color=plt.cm.viridis(i / max(len(records) - 1, 1)),
+                   label=f"{r['arm']} ({r['steps']} steps)")
     right.set(xlabel="step", ylabel=f"val kNN {records[0]['val_kind']}", title="validation score during pretraining")
     right.legend(fontsize=7)
     if title:
