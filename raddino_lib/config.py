@@ -120,9 +120,9 @@ CPU = Profile(
         "language": {**_backbone("vit_tiny", 8, 4), "image_size": 64, "batch_size": 64, "max_steps": 400, "seed": 0},
         # the supervised ceiling, test probes on [CLS, mean patch] (findings macro AUROC, age R², sex AUROC): 400
         # steps 0.794, 0.612, 0.937; 800 steps 0.826, 0.678, 0.966; 1,200 steps 0.854, 0.742, 0.979; 1,800 steps
-        # 0.865, 0.827, 0.990, the first to reach the age R² of 0.80 (the raw-pixel
-        # floor: 0.808, 0.756, 0.896); its findings plateau: experiments.ceiling_plateau. A larger weight on the patient
-        # fields lowers all three at 1,200 steps: metadata_weight 3 0.808, 0.724, 0.974; 6 0.815, 0.708, 0.969
+        # 0.865, 0.827, 0.990, the first to reach the age R² of 0.80 (the raw-pixel floor: 0.808, 0.756,
+        # 0.896); its findings plateau: experiments.ceiling_plateau. A larger weight on the patient fields lowers all
+        # three at 1,200 steps: metadata_weight 3 0.808, 0.724, 0.974; 6 0.815, 0.708, 0.969
         **_probes({"image_size": 64, "n_boot": 300, "seed": 0, "supervised_steps": 1800},
                   {"segmentation": {"epochs": 10, "upernet_epochs": 6},
                    "attention": {"n_images": 8, "interactive": False},
